@@ -1,0 +1,280 @@
+"""The simulated machine: CPUs with private TLBs, the kernel page table, IPIs.
+
+Knows nothing of vmalloc. Every primitive charges its cost (from the CostModel) to
+the CPU that does the work, under the name of the kernel function that does it, so
+``cpu.clock`` is that CPU's simulated time in ns and ``cpu.prof`` its profile.
+
+TLB model: each CPU caches translations (page-aligned virtual address -> Page) on
+access. A *global* flush (x86 ``flush_tlb_all``: a local flush plus an IPI to every
+other CPU) bumps a generation number; each other CPU drops its TLB and pays its IPI
+handler the next time it runs or is inspected (``sync``), which is observably the
+same as flushing at once because nothing reads a TLB without syncing first, and costs
+the simulator O(1) per flush whatever the number of CPUs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..errors import ConfigError, PageFault
+from .cost import CostModel
+from .physmem import PAGE_SIZE, Page, PhysMem
+
+PAGE_MASK = ~(PAGE_SIZE - 1)
+
+
+class CPU:
+    """One CPU: its clock (ns), its TLB, its profile, whether it is idle (halted)."""
+
+    __slots__ = (
+        "id", "socket", "node", "clock", "tlb", "tlb_gen", "prof", "idle",
+        "ipis_received", "tlb_misses",
+    )
+
+    def __init__(self, cpu_id: int, socket: int, node: int) -> None:
+        self.id = cpu_id
+        self.socket = socket
+        self.node = node
+        self.clock = 0.0
+        self.tlb: dict[int, Page] = {}
+        self.tlb_gen = 0
+        self.prof: dict[str, float] = {}
+        self.idle = True
+        self.ipis_received = 0
+        self.tlb_misses = 0
+
+    def __repr__(self) -> str:
+        return f"CPU({self.id}, socket={self.socket}, node={self.node}, clock={self.clock:.0f}ns)"
+
+
+class Machine:
+    """CPUs, physical memory, the kernel page table (``init_mm``) and the counters."""
+
+    def __init__(
+        self,
+        cpus: int,
+        nodes: int,
+        mem_pages: int,
+        cost: CostModel,
+        tlb_size: int | None = None,
+    ) -> None:
+        if not isinstance(cpus, int) or isinstance(cpus, bool):
+            raise TypeError(f"cpus must be an int, not {type(cpus).__name__}")
+        if not 1 <= cpus <= 1024:
+            raise ConfigError(f"cpus must be 1..1024, got {cpus}")
+        if tlb_size is not None and tlb_size < 1:
+            raise ConfigError(f"tlb_size must be positive or None, got {tlb_size}")
+        self.cost = cost
+        self.mem = PhysMem(mem_pages, nodes)
+        per_socket = max(1, cost.cores_per_socket)
+        self.cpus = [CPU(i, i // per_socket, i * nodes // cpus) for i in range(cpus)]
+        self.ncpus = cpus
+        self.tlb_size = tlb_size
+        #: The kernel page table: page-aligned vaddr -> Page (PTE present).
+        self.pte: dict[int, Page] = {}
+        #: Non-default protections of present PTEs (PAGE_KERNEL is not stored).
+        self.pte_prot: dict[int, int] = {}
+        self.flush_gen = 0
+        #: True while the timing engine runs: locks then make CPUs wait.
+        self.timed = False
+        self.nr_idle = cpus
+        self.warnings: list[str] = []
+        # counters
+        self.ipis = 0
+        self.tlb_flushes = 0  # global flushes (flush_tlb_all / kernel range)
+        self.local_flushes = 0
+        self.tlb_misses = 0
+        self.pte_writes = 0
+        self.pte_clears = 0
+
+    # -- accounting ------------------------------------------------------------------
+    @staticmethod
+    def charge(cpu: CPU, fn: str, ns: float) -> None:
+        """Charge ``ns`` of work done in kernel function ``fn`` to ``cpu``."""
+        cpu.clock += ns
+        prof = cpu.prof
+        prof[fn] = prof.get(fn, 0.0) + ns
+
+    def warn(self, msg: str) -> None:
+        """A kernel WARN/printk: kept in ``warnings`` (the model's dmesg)."""
+        self.warnings.append(msg)
+
+    def set_idle(self, cpu: CPU, idle: bool) -> None:
+        if cpu.idle != idle:
+            cpu.idle = idle
+            self.nr_idle += 1 if idle else -1
+
+    def mem_access(self, cpu: CPU, fn: str, lines: int, hit: bool = False) -> None:
+        """``lines`` cache-line reads in ``fn`` (tree/list nodes, bitmap words)."""
+        c = self.cost
+        self.charge(cpu, fn, lines * (c.cache_hit if hit else c.mem_access))
+
+    # -- page table --------------------------------------------------------------------
+    def set_ptes(self, cpu: CPU, fn: str, addr: int, pages: Sequence[Page], prot: int,
+                 default_prot: int) -> int:
+        """vmap_pte_range: map ``pages`` at ``addr``; 0, or -EBUSY after a WARN."""
+        pte = self.pte
+        rng = range(addr, addr + len(pages) * PAGE_SIZE, PAGE_SIZE)
+        if pte.keys().isdisjoint(rng):
+            pte.update(zip(rng, pages))
+            if prot != default_prot:
+                self.pte_prot.update(dict.fromkeys(rng, prot))
+            n = len(rng)
+            err = 0
+        else:
+            n = 0
+            err = 0
+            for page in pages:
+                if addr in pte:
+                    self.warn(f"WARNING: at mm/vmalloc.c vmap_pte_range(): pte already present at {addr:#x}")
+                    err = -16  # -EBUSY
+                    break
+                pte[addr] = page
+                if prot != default_prot:
+                    self.pte_prot[addr] = prot
+                addr += PAGE_SIZE
+                n += 1
+        self.pte_writes += n
+        ns = n * self.cost.pte_write
+        cpu.clock += ns
+        prof = cpu.prof
+        prof[fn] = prof.get(fn, 0.0) + ns
+        return err
+
+    def clear_ptes(self, cpu: CPU, fn: str, start: int, end: int) -> int:
+        """vunmap_pte_range over [start, end): clear every PTE; returns how many were set."""
+        pte = self.pte
+        prot = self.pte_prot
+        pop = pte.pop
+        cleared = 0
+        for a in range(start, end, PAGE_SIZE):
+            if pop(a, None) is not None:
+                cleared += 1
+                if prot:
+                    prot.pop(a, None)
+        self.pte_clears += cleared
+        self.charge(cpu, fn, ((end - start) // PAGE_SIZE) * self.cost.pte_clear)
+        return cleared
+
+    # -- TLB ---------------------------------------------------------------------------
+    def sync(self, cpu: CPU) -> None:
+        """Deliver the global flushes (IPIs) ``cpu`` has not handled yet."""
+        missed = self.flush_gen - cpu.tlb_gen
+        if missed:
+            cpu.tlb.clear()
+            cpu.tlb_gen = self.flush_gen
+            cpu.ipis_received += missed
+            if not cpu.idle:
+                c = self.cost
+                # An idle CPU's handler time is taken out of idle time: not charged.
+                self.charge(cpu, "smp_call_function_interrupt", missed * (c.ipi_handle + c.flush_all_local))
+
+    def translate(self, cpu: CPU, addr: int, fn: str = "touch") -> tuple[Page, bool]:
+        """The Page ``cpu`` reaches at page-aligned ``addr``, and whether it came from its TLB.
+
+        A TLB miss walks the page table (charged) and fills the TLB; no PTE -> PageFault.
+        """
+        if cpu.tlb_gen != self.flush_gen:
+            self.sync(cpu)
+        tlb = cpu.tlb
+        page = tlb.get(addr)
+        if page is not None:
+            return page, True
+        page = self.pte.get(addr)
+        self.tlb_misses += 1
+        cpu.tlb_misses += 1
+        self.charge(cpu, fn, self.cost.tlb_miss)
+        if page is None:
+            raise PageFault(f"BUG: unable to handle kernel paging request at {addr:#x}")
+        tlb[addr] = page
+        if self.tlb_size is not None and len(tlb) > self.tlb_size:
+            del tlb[next(iter(tlb))]  # FIFO eviction of the oldest fill
+        return page, False
+
+    def tlb_entries(self, cpu: CPU) -> dict[int, Page]:
+        self.sync(cpu)
+        return cpu.tlb
+
+    def flush_tlb_one(self, cpu: CPU, fn: str, addr: int) -> None:
+        """__flush_tlb_one: INVLPG of one page on this CPU only."""
+        if cpu.tlb_gen != self.flush_gen:
+            self.sync(cpu)
+        cpu.tlb.pop(addr, None)
+        self.local_flushes += 1
+        self.charge(cpu, fn, self.cost.flush_one_local)
+
+    def flush_tlb_all(self, cpu: CPU, fn: str = "flush_tlb_all") -> None:
+        """Global TLB flush: local flush, then an IPI to every other CPU, waiting for all.
+
+        The sender pays the cross-call set-up, one ICR write per target and the wait for
+        the slowest acknowledgement (an idle target first has to wake from halt).
+        """
+        c = self.cost
+        if cpu.tlb_gen != self.flush_gen:
+            self.sync(cpu)
+        cpu.tlb.clear()
+        self.tlb_flushes += 1
+        self.charge(cpu, fn, c.flush_all_local)
+        targets = self.ncpus - 1
+        self.flush_gen += 1
+        cpu.tlb_gen = self.flush_gen
+        if targets:
+            self.ipis += targets
+            idle_targets = self.nr_idle - (1 if cpu.idle else 0)
+            wait = c.ipi_handle + c.flush_all_local
+            if idle_targets:
+                wait += c.ipi_idle_wakeup
+            self.charge(cpu, "smp_call_function", c.ipi_call_setup + targets * c.ipi_send + wait)
+
+    def access_pages(self, cpu: CPU, addr: int, count: int, fn: str = "touch") -> list[Page]:
+        """Store to ``count`` consecutive pages from page-aligned ``addr``: the Pages reached.
+
+        Each page costs a store (``touch``) and, on a TLB miss, a page walk; a page with
+        no PTE and no TLB entry raises PageFault (after charging the pages before it).
+        """
+        if cpu.tlb_gen != self.flush_gen:
+            self.sync(cpu)
+        tlb = cpu.tlb
+        get = tlb.get
+        pte = self.pte
+        out = []
+        misses = 0
+        fault = None
+        for a in range(addr, addr + (count << 12), 4096):
+            page = get(a)
+            if page is None:
+                misses += 1
+                page = pte.get(a)
+                if page is None:
+                    fault = a
+                    break
+                tlb[a] = page
+            out.append(page)
+        c = self.cost
+        ns = misses * c.tlb_miss + len(out) * c.touch
+        cpu.clock += ns
+        prof = cpu.prof
+        prof[fn] = prof.get(fn, 0.0) + ns
+        if misses:
+            self.tlb_misses += misses
+            cpu.tlb_misses += misses
+            if self.tlb_size is not None:
+                while len(tlb) > self.tlb_size:
+                    del tlb[next(iter(tlb))]  # FIFO eviction of the oldest fill
+        if fault is not None:
+            raise PageFault(f"BUG: unable to handle kernel paging request at {fault:#x}")
+        return out
+
+    # -- memory contents -------------------------------------------------------------------
+    def touch(self, cpu: CPU, fn: str = "touch") -> None:
+        self.charge(cpu, fn, self.cost.touch)
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "ipis": self.ipis,
+            "tlb_flushes": self.tlb_flushes,
+            "local_tlb_flushes": self.local_flushes,
+            "tlb_misses": self.tlb_misses,
+            "pte_writes": self.pte_writes,
+            "pte_clears": self.pte_clears,
+        }

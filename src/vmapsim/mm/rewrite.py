@@ -1,0 +1,693 @@
+"""The 2008 rewrite of the vmap layer, as shipped in Linux 2.6.28 (``mm/vmalloc.c``).
+
+Commit db64fe02258f "mm: rewrite vmap layer" (Nick Piggin, 2008), with the three
+fixes merged before 2.6.28 shipped (hole check off-by-one, retry from vstart, the
+first purge synchronous). Structures mirror the kernel's:
+
+- ``vmap_area`` in an rbtree (``vmap_area_root``) and an address-sorted list
+  (``vmap_area_list``), both under the spinlock ``vmap_area_lock``;
+- lazy freeing: a freed area keeps its PTEs and stays in the tree (so its range
+  cannot be reused) until ``__purge_vmap_area_lazy`` unmaps every lazy area and does
+  ONE ``flush_tlb_kernel_range`` over their union;
+- per-CPU ``vmap_block`` allocators for ``vm_map_ram``: ``vmap_block_queue`` per CPU,
+  blocks found from an address through ``vmap_block_tree`` (a radix tree in the
+  kernel, a dict here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import BadAddressError, ConfigError, DoubleFreeError
+from ..hw.locks import SpinLock
+from ..hw.physmem import Page
+from .constants import (
+    PAGE_KERNEL,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    VM_LAZY_FREE,
+    VM_LAZY_FREEING,
+    VM_VM_AREA,
+    VMAP_BBMAP_BITS_MAX,
+    VMAP_BBMAP_BITS_MIN,
+    VMAP_MAX_ALLOC,
+)
+from .rbtree import RBNode, RBRoot, rb_check, rb_erase, rb_insert_color, rb_link_node, rb_next, rb_prev
+from .vmalloc import Kernel, vm_struct
+
+
+class vmap_area(RBNode):  # noqa: N801 - kernel type name
+    """``struct vmap_area {va_start, va_end, flags, rb_node, list, purge_list, private}``.
+
+    The rb_node is this object's own RBNode fields; ``list_next``/``list_prev`` are
+    ``list`` (vmap_area_list); ``private`` is the vm_struct or the vmap_block using
+    the area. ``va_seq`` numbers allocations (the model's, to check the allocator gap).
+    """
+
+    __slots__ = ("va_start", "va_end", "flags", "private", "list_next", "list_prev", "va_seq")
+
+    def __init__(self, va_start: int, va_end: int, seq: int) -> None:
+        RBNode.__init__(self)
+        self.va_start = va_start
+        self.va_end = va_end
+        self.flags = 0
+        self.private: Any = None
+        self.list_next: vmap_area = self
+        self.list_prev: vmap_area = self
+        self.va_seq = seq
+
+    def __repr__(self) -> str:
+        return f"vmap_area({self.va_start:#x}-{self.va_end:#x}, flags={self.flags:#x})"
+
+
+class vmap_block_queue:  # noqa: N801 - kernel type name
+    """Per-CPU ``struct vmap_block_queue {lock, free, dirty, nr_dirty}``.
+
+    ``free`` is the free list, head first. ``blocks`` (the model's) holds every block
+    this CPU created, full ones too: the fixed vm_unmap_aliases() walks it.
+    """
+
+    __slots__ = ("lock", "free", "dirty", "nr_dirty", "blocks")
+
+    def __init__(self, lock: SpinLock) -> None:
+        self.lock = lock
+        self.free: list[vmap_block] = []
+        self.dirty: list[vmap_block] = []
+        self.nr_dirty = 0
+        self.blocks: dict[int, vmap_block] = {}
+
+
+class vmap_block:  # noqa: N801 - kernel type name
+    """``struct vmap_block {lock, va, vbq, free, dirty, alloc_map, dirty_map, free_list}``.
+
+    Bitmaps are Python ints (bit i = page i of the block). ``unflushed`` holds the
+    dirty pages whose PTEs vm_unmap_aliases() has not cleared yet (the 2023 fix keeps
+    such a range instead of re-flushing the whole dirty map). ``hint`` is the lowest
+    page that may be free: alloc_map bits are never cleared, so the search may start
+    there without changing the result (the simulated cost still counts a scan from 0).
+    """
+
+    __slots__ = ("lock", "va", "vbq", "free", "dirty", "alloc_map", "dirty_map",
+                 "unflushed", "on_free_list", "hint")
+
+    def __init__(self, lock: SpinLock, va: vmap_area, vbq: vmap_block_queue, bits: int) -> None:
+        self.lock = lock
+        self.va = va
+        self.vbq = vbq
+        self.free = bits
+        self.dirty = 0
+        self.alloc_map = 0
+        self.dirty_map = 0
+        self.unflushed = 0
+        self.on_free_list = True
+        self.hint = 0
+
+
+class Rewrite(Kernel, design="rewrite"):
+    """Linux 2.6.28's vmap layer (see the module docstring).
+
+    ``vm_unmap_aliases_2628=True`` keeps the shipped flaw: vm_unmap_aliases() walks
+    only the per-CPU free lists, so dirty pages of full blocks stay mapped and cached
+    (fixed upstream in 6.5 by Thomas Gleixner). By default the seed's promise holds.
+    ``nr_cpus_config`` is NR_CPUS, which sizes VMAP_BBMAP_BITS.
+    """
+
+    def __init__(self, *args: Any, vm_unmap_aliases_2628: bool = False,
+                 nr_cpus_config: int = 64, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        m = self.machine
+        self.vm_unmap_aliases_2628 = bool(vm_unmap_aliases_2628)
+        if nr_cpus_config < m.ncpus:
+            raise ConfigError(f"nr_cpus_config ({nr_cpus_config}) < cpus ({m.ncpus})")
+        vmalloc_pages = (self.VMALLOC_END - self.VMALLOC_START) >> PAGE_SHIFT
+        bits = min(VMAP_BBMAP_BITS_MAX, max(VMAP_BBMAP_BITS_MIN, vmalloc_pages // nr_cpus_config // 16))
+        # Deviation: rounded down to a power of two, as ALIGN() to the block size needs one.
+        bits = 1 << (bits.bit_length() - 1)
+        self.VMAP_BBMAP_BITS = bits
+        self.VMAP_BLOCK_SIZE = bits * PAGE_SIZE
+        self._vb_base = self.VMALLOC_START & ~(self.VMAP_BLOCK_SIZE - 1)
+        self.vmap_area_lock = SpinLock(m, "vmap_area_lock")
+        self.purge_lock = SpinLock(m, "purge_lock")
+        self.vmap_block_tree_lock = SpinLock(m, "vmap_block_tree_lock")
+        self.vmap_area_root = RBRoot()
+        self.vmap_area_list = vmap_area(0, 0, -1)  # list head sentinel, never in the tree
+        self.vmap_block_tree: dict[int, vmap_block] = {}
+        self.vmap_block_queue = [
+            vmap_block_queue(SpinLock(m, f"vmap_block_queue[{i}].lock")) for i in range(m.ncpus)
+        ]
+        self.vmap_lazy_nr = 0
+        self._seq = 0
+        self._nr_areas = 0
+        #: vm_map_ram() mappings handed out: address -> count (to validate vm_unmap_ram).
+        self._ram_maps: dict[int, int] = {}
+
+    # -- the rbtree of vmap_areas ---------------------------------------------------------
+    def find_vmap_area(self, addr: int) -> vmap_area | None:
+        """The busy area starting exactly at ``addr`` (lazy ones included)."""
+        cpu = self._cpu
+        lock = self.vmap_area_lock
+        lock.lock(cpu)
+        n = self.vmap_area_root.rb_node
+        visits = 0
+        while n is not None:
+            visits += 1
+            if addr < n.va_start:  # type: ignore[attr-defined]
+                n = n.rb_left
+            elif addr >= n.va_end:  # type: ignore[attr-defined]
+                n = n.rb_right
+            else:
+                break
+        self.machine.mem_access(cpu, "find_vmap_area", visits)
+        lock.unlock(cpu)
+        if n is not None and n.va_start == addr:  # type: ignore[attr-defined]
+            return n  # type: ignore[return-value]
+        return None
+
+    def _area_containing(self, addr: int) -> vmap_area | None:
+        n = self.vmap_area_root.rb_node
+        while n is not None:
+            if addr < n.va_start:  # type: ignore[attr-defined]
+                n = n.rb_left
+            elif addr >= n.va_end:  # type: ignore[attr-defined]
+                n = n.rb_right
+            else:
+                return n  # type: ignore[return-value]
+        return None
+
+    def insert_vmap_area__(self, va: vmap_area) -> None:
+        """__insert_vmap_area(): link into the rbtree and, after its rb_prev, the list."""
+        root = self.vmap_area_root
+        parent: RBNode | None = None
+        n = root.rb_node
+        left = False
+        start = va.va_start
+        while n is not None:
+            parent = n
+            if start < n.va_start:  # type: ignore[attr-defined]
+                n = n.rb_left
+                left = True
+            else:
+                n = n.rb_right
+                left = False
+        rb_link_node(va, parent, root, left)
+        rb_insert_color(va, root)
+        prev = rb_prev(va)
+        after: vmap_area = prev if prev is not None else self.vmap_area_list  # type: ignore[assignment]
+        nxt = after.list_next
+        va.list_prev = after
+        va.list_next = nxt
+        after.list_next = va
+        nxt.list_prev = va
+        self._nr_areas += 1
+
+    def free_vmap_area__(self, va: vmap_area) -> None:
+        """__free_vmap_area(): unlink from the rbtree and the list (caller holds the lock)."""
+        rb_erase(va, self.vmap_area_root)
+        va.list_prev.list_next = va.list_next
+        va.list_next.list_prev = va.list_prev
+        va.list_next = va.list_prev = va
+        va.private = None
+        self._nr_areas -= 1
+
+    def alloc_vmap_area(self, size: int, align: int, vstart: int, vend: int,
+                        node: int) -> vmap_area | None:
+        """First-fit allocation of [addr, addr+size) in [vstart, vend], aligned.
+
+        Leaves a one-page gap after every area it skips; on failure purges the lazy
+        areas synchronously and retries once from vstart, then prints the kernel's
+        message and returns None (the kernel's ERR_PTR(-EBUSY)).
+        """
+        assert size and not size & (PAGE_SIZE - 1)
+        m = self.machine
+        cpu = self._cpu
+        m.charge(cpu, "kmalloc", self.cost.kmalloc)
+        root = self.vmap_area_root
+        lock = self.vmap_area_lock
+        mask = align - 1
+        purged = False
+        while True:
+            addr = (vstart + mask) & ~mask
+            lock.lock(cpu)
+            visits = 0
+            # The leftmost area ending at or after addr is the first that could clash.
+            first = None
+            n = root.rb_node
+            while n is not None:
+                visits += 1
+                if n.va_end >= addr:  # type: ignore[attr-defined]
+                    first = n
+                    n = n.rb_left
+                else:
+                    n = n.rb_right
+            while first is not None and addr + size > first.va_start and addr + size <= vend:  # type: ignore[attr-defined]
+                visits += 1
+                addr = (first.va_end + PAGE_SIZE + mask) & ~mask  # type: ignore[attr-defined]
+                first = rb_next(first)
+            m.mem_access(cpu, "alloc_vmap_area", visits)
+            if addr + size > vend or addr < vstart:
+                lock.unlock(cpu)
+                if not purged:
+                    self.purge_vmap_area_lazy()
+                    purged = True
+                    continue
+                m.warn("vmap allocation failed: use vmalloc=<size> to increase size.")
+                m.charge(cpu, "kfree", self.cost.kmalloc)
+                return None
+            self._seq += 1
+            va = vmap_area(addr, addr + size, self._seq)
+            self.insert_vmap_area__(va)
+            lock.unlock(cpu)
+            return va
+
+    # -- lazy freeing -------------------------------------------------------------------
+    def purge_vmap_area_lazy__(self, start: int, end: int, sync: bool, force_flush: bool) -> None:
+        """__purge_vmap_area_lazy(): unmap every lazy area, one flush over the union.
+
+        ``start``/``end`` widen the flushed range (vm_unmap_aliases passes the dirty
+        block ranges); without sync or force_flush, a purge already running elsewhere
+        means this one is skipped (trylock).
+        """
+        m = self.machine
+        cpu = self._cpu
+        if not sync and not force_flush:
+            if not self.purge_lock.trylock(cpu):
+                return
+        else:
+            self.purge_lock.lock(cpu)
+        valist = []
+        nr = 0
+        head = self.vmap_area_list
+        va = head.list_next
+        walked = 0
+        while va is not head:
+            walked += 1
+            if va.flags & VM_LAZY_FREE:
+                if va.va_start < start:
+                    start = va.va_start
+                if va.va_end > end:
+                    end = va.va_end
+                nr += (va.va_end - va.va_start) >> PAGE_SHIFT
+                m.clear_ptes(cpu, "vunmap_page_range", va.va_start, va.va_end)
+                valist.append(va)
+                va.flags = (va.flags | VM_LAZY_FREEING) & ~VM_LAZY_FREE
+            va = va.list_next
+        m.mem_access(cpu, "__purge_vmap_area_lazy", walked)
+        if nr:
+            assert nr <= self.vmap_lazy_nr, "BUG_ON(nr > vmap_lazy_nr)"
+            self.vmap_lazy_nr -= nr
+        if nr or force_flush:
+            # x86 2.6.28: flush_tlb_kernel_range() is flush_tlb_all(): a global IPI.
+            m.flush_tlb_all(cpu, "flush_tlb_kernel_range")
+            self.purges += 1
+        if nr:
+            self.vmap_area_lock.lock(cpu)
+            for va in valist:
+                self.free_vmap_area__(va)
+            m.charge(cpu, "kfree", len(valist) * self.cost.kmalloc)
+            self.vmap_area_lock.unlock(cpu)
+        self.purge_lock.unlock(cpu)
+
+    def try_purge_vmap_area_lazy(self) -> None:
+        self.purge_vmap_area_lazy__(1 << 64, 0, False, False)
+
+    def purge_vmap_area_lazy(self) -> None:
+        self.purge_vmap_area_lazy__(1 << 64, 0, True, False)
+
+    def free_unmap_vmap_area_noflush(self, va: vmap_area) -> None:
+        """Mark ``va`` lazily freed; its PTEs stay until the next purge (2.6.28)."""
+        va.flags |= VM_LAZY_FREE
+        self.vmap_lazy_nr += (va.va_end - va.va_start) >> PAGE_SHIFT
+        if self.vmap_lazy_nr > self.lazy_max_pages():
+            self.try_purge_vmap_area_lazy()
+
+    def free_unmap_vmap_area(self, va: vmap_area) -> None:
+        # flush_cache_vunmap() is a no-op on x86.
+        self.free_unmap_vmap_area_noflush(va)
+
+    # -- the vm_struct hooks ---------------------------------------------------------------
+    def get_vm_area_node__(self, size: int, flags: int, start: int, end: int, node: int,
+                           gfp_mask: int, caller: str, align: int = 1) -> vm_struct | None:
+        """__get_vm_area_node(): a vmap_area plus a vm_struct linked into vmlist."""
+        align = self._area_align(size, flags) if align == 1 else align
+        size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if not size:
+            return None
+        m = self.machine
+        cpu = self._cpu
+        m.charge(cpu, "kmalloc", self.cost.kmalloc)
+        size += PAGE_SIZE  # We always allocate a guard page.
+        va = self.alloc_vmap_area(size, align, start, end, node)
+        if va is None:
+            m.charge(cpu, "kfree", self.cost.kmalloc)
+            return None
+        area = vm_struct(va.va_start, size, flags, caller)
+        va.private = area
+        va.flags |= VM_VM_AREA
+        self.vmlist_lock.write_lock(cpu)
+        walked = self.vmlist_link(area)
+        m.mem_access(cpu, "__get_vm_area_node", walked)
+        self.vmlist_lock.write_unlock(cpu)
+        return area
+
+    def find_vm_area(self, addr: int) -> vm_struct | None:
+        va = self.find_vmap_area(addr)
+        if va is not None and va.flags & VM_VM_AREA and not va.flags & (VM_LAZY_FREE | VM_LAZY_FREEING):
+            area: vm_struct = va.private
+            return area
+        return None
+
+    def remove_vm_area(self, addr: int) -> vm_struct | None:
+        """Take the area off vmlist and free its vmap_area lazily; the vm_struct or None."""
+        va = self.find_vmap_area(addr)
+        # Deviation: a lazily freed area still has VM_VM_AREA in 2.6.28, so a second
+        # vfree() would free it twice; the model refuses it as nonexistent.
+        if va is None or not va.flags & VM_VM_AREA or va.flags & (VM_LAZY_FREE | VM_LAZY_FREEING):
+            return None
+        vm: vm_struct = va.private
+        cpu = self._cpu
+        self._drop_live(va.va_start, va.va_end)
+        self.free_unmap_vmap_area(va)
+        vm.size -= PAGE_SIZE
+        self.vmlist_lock.write_lock(cpu)
+        walked = self.vmlist_unlink(vm)
+        self.machine.mem_access(cpu, "remove_vm_area", walked)
+        self.vmlist_lock.write_unlock(cpu)
+        return vm
+
+    def _was_freed(self, addr: int) -> bool:
+        va = self._area_containing(addr)
+        return va is not None and va.va_start == addr and bool(va.flags & (VM_LAZY_FREE | VM_LAZY_FREEING))
+
+    # -- per-CPU vmap blocks ---------------------------------------------------------------
+    def addr_to_vb_idx(self, addr: int) -> int:
+        return (addr - self._vb_base) // self.VMAP_BLOCK_SIZE
+
+    def new_vmap_block(self) -> vmap_block | None:
+        m = self.machine
+        cpu = self._cpu
+        m.charge(cpu, "kmalloc", self.cost.kmalloc)
+        va = self.alloc_vmap_area(self.VMAP_BLOCK_SIZE, self.VMAP_BLOCK_SIZE,
+                                  self.VMALLOC_START, self.VMALLOC_END, cpu.node)
+        if va is None:
+            m.charge(cpu, "kfree", self.cost.kmalloc)
+            return None
+        vbq = self.vmap_block_queue[cpu.id]
+        vb = vmap_block(SpinLock(m, "vmap_block.lock"), va, vbq, self.VMAP_BBMAP_BITS)
+        va.private = vb
+        idx = self.addr_to_vb_idx(va.va_start)
+        self.vmap_block_tree_lock.lock(cpu)
+        self.vmap_block_tree[idx] = vb
+        self.vmap_block_tree_lock.unlock(cpu)
+        vbq.lock.lock(cpu)
+        vbq.free.insert(0, vb)  # list_add: new blocks go to the head (2.6.28)
+        vbq.blocks[idx] = vb
+        vbq.lock.unlock(cpu)
+        return vb
+
+    def free_vmap_block(self, vb: vmap_block) -> None:
+        cpu = self._cpu
+        vbq = vb.vbq
+        vbq.lock.lock(cpu)
+        if vb.on_free_list:
+            vbq.free.remove(vb)
+            vb.on_free_list = False
+        if vb.dirty:
+            vbq.dirty.remove(vb)
+            vbq.nr_dirty -= 1
+        idx = self.addr_to_vb_idx(vb.va.va_start)
+        del vbq.blocks[idx]
+        vbq.lock.unlock(cpu)
+        self.vmap_block_tree_lock.lock(cpu)
+        tmp = self.vmap_block_tree.pop(idx)
+        self.vmap_block_tree_lock.unlock(cpu)
+        assert tmp is vb, "BUG_ON(tmp != vb)"
+        self.free_unmap_vmap_area_noflush(vb.va)
+
+    def vb_alloc(self, count: int) -> int | None:
+        """Allocate 2**order pages (order = get_order(count pages)) from this CPU's blocks."""
+        cpu = self._cpu
+        order = (count - 1).bit_length()
+        n = 1 << order
+        region = (1 << n) - 1
+        bits = self.VMAP_BBMAP_BITS
+        vbq = self.vmap_block_queue[cpu.id]
+        scan_ns = self.cost.cache_hit
+        while True:
+            for vb in vbq.free:
+                vb.lock.lock(cpu)
+                amap = vb.alloc_map
+                # bitmap_find_free_region(): first naturally aligned free region.
+                i = (vb.hint + n - 1) & ~(n - 1)
+                while i < bits and (amap >> i) & region:
+                    i += n
+                # the kernel scans from bit 0: charge one region test per candidate
+                ns = ((i >> order) + 1) * scan_ns
+                cpu.clock += ns
+                prof = cpu.prof
+                prof["bitmap_find_free_region"] = prof.get("bitmap_find_free_region", 0.0) + ns
+                if i < bits:
+                    amap |= region << i
+                    vb.alloc_map = amap
+                    if i == vb.hint:
+                        vb.hint = (~amap & (amap + 1)).bit_length() - 1
+                    vb.free -= n
+                    if vb.free == 0:
+                        vbq.lock.lock(cpu)
+                        vbq.free.remove(vb)
+                        vb.on_free_list = False
+                        vbq.lock.unlock(cpu)
+                    vb.lock.unlock(cpu)
+                    return vb.va.va_start + (i << PAGE_SHIFT)
+                vb.lock.unlock(cpu)
+            if self.new_vmap_block() is None:
+                return None
+
+    def vb_free(self, addr: int, count: int) -> None:
+        cpu = self._cpu
+        n = 1 << (count - 1).bit_length()
+        vb = self.vmap_block_tree[(addr - self._vb_base) // self.VMAP_BLOCK_SIZE]  # radix_tree_lookup
+        offset = (addr - vb.va.va_start) >> PAGE_SHIFT
+        vb.lock.lock(cpu)
+        bits = ((1 << n) - 1) << offset
+        vb.dirty_map |= bits
+        vb.unflushed |= bits
+        if not vb.dirty:
+            vbq = vb.vbq
+            vbq.lock.lock(cpu)
+            vbq.dirty.append(vb)
+            vbq.nr_dirty += 1
+            vbq.lock.unlock(cpu)
+        vb.dirty += n
+        vb.lock.unlock(cpu)
+        if vb.dirty == self.VMAP_BBMAP_BITS:
+            assert not vb.free and not vb.on_free_list, "BUG_ON(vb->free || !list_empty(&vb->free_list))"
+            self.free_vmap_block(vb)
+
+    def vm_map_ram(self, pages: Sequence[Page], count: int, node: int = -1,
+                   prot: int = PAGE_KERNEL) -> int | None:
+        """Map ``count`` pages; small counts come from this CPU's vmap_block."""
+        self._check_pages("vm_map_ram", pages, count)
+        if count <= VMAP_MAX_ALLOC:
+            addr = self.vb_alloc(count)
+            if addr is None:
+                return None
+        else:
+            va = self.alloc_vmap_area(count << PAGE_SHIFT, PAGE_SIZE, self.VMALLOC_START,
+                                      self.VMALLOC_END, node)
+            if va is None:
+                return None
+            addr = va.va_start
+        self._ram_maps[addr] = count
+        # vmap_page_range(), inlined on this hot path
+        pages = pages[:count]
+        if self.machine.set_ptes(self._cpu, "vmap_page_range", addr, pages, prot, PAGE_KERNEL):
+            self._record_partial_map(addr, pages)
+            self.vm_unmap_ram(addr, count)
+            return None
+        self._live.update(zip(range(addr, addr + (count << PAGE_SHIFT), PAGE_SIZE), pages))
+        return addr
+
+    def vm_unmap_ram(self, mem: int, count: int) -> None:
+        """Release a vm_map_ram() mapping (lazily: the TLB flush is deferred)."""
+        if mem.__class__ is not int or count.__class__ is not int:
+            for name, v in (("address", mem), ("count", count)):
+                if not isinstance(v, int) or isinstance(v, bool):
+                    raise TypeError(f"vm_unmap_ram: {name} must be an int, not {type(v).__name__}")
+        if not mem or mem < self.VMALLOC_START or mem > self.VMALLOC_END or mem & (PAGE_SIZE - 1):
+            raise BadAddressError(f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): bad address")
+        ram_maps = self._ram_maps
+        got = ram_maps.get(mem)
+        if got != count:
+            # Deviation: the kernel trusts the caller here; the model checks the pair.
+            if got is None:
+                raise (DoubleFreeError if self._ram_was_freed(mem) else BadAddressError)(
+                    f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): not mapped by vm_map_ram()"
+                )
+            raise BadAddressError(
+                f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): mapped with count {got}"
+            )
+        del ram_maps[mem]
+        pop = self._live.pop
+        for a in range(mem, mem + (count << PAGE_SHIFT), PAGE_SIZE):
+            pop(a, None)
+        if count <= VMAP_MAX_ALLOC:
+            self.vb_free(mem, count)
+        else:
+            va = self.find_vmap_area(mem)
+            assert va is not None, "BUG_ON(!va)"
+            self.free_unmap_vmap_area(va)
+
+    def _ram_was_freed(self, addr: int) -> bool:
+        va = self._area_containing(addr)
+        if va is None:
+            return False
+        vb = va.private
+        if isinstance(vb, vmap_block):
+            return bool((vb.dirty_map >> ((addr - va.va_start) >> PAGE_SHIFT)) & 1)
+        return va.va_start == addr and bool(va.flags & (VM_LAZY_FREE | VM_LAZY_FREEING))
+
+    def vm_unmap_aliases(self) -> None:
+        """Unmap and flush every deferred mapping: dirty block pages and lazy areas."""
+        m = self.machine
+        cpu = self._cpu
+        start, end = 1 << 64, 0
+        flush = False
+        for vbq in self.vmap_block_queue:
+            blocks = vbq.free if self.vm_unmap_aliases_2628 else list(vbq.blocks.values())
+            for vb in blocks:
+                vb.lock.lock(cpu)
+                pending = vb.dirty_map if self.vm_unmap_aliases_2628 else vb.unflushed
+                base = vb.va.va_start
+                while pending:
+                    i = (pending & -pending).bit_length() - 1
+                    run = pending >> i
+                    j = i + ((~run & (run + 1)).bit_length() - 1)
+                    s = base + (i << PAGE_SHIFT)
+                    e = base + (j << PAGE_SHIFT)
+                    m.clear_ptes(cpu, "vunmap_page_range", s, e)
+                    flush = True
+                    if s < start:
+                        start = s
+                    if e > end:
+                        end = e
+                    pending &= ~(((1 << (j - i)) - 1) << i)
+                vb.unflushed = 0
+                vb.lock.unlock(cpu)
+        self.purge_vmap_area_lazy__(start, end, True, flush)
+
+    # -- inspection and checks ----------------------------------------------------------------
+    def vmap_areas(self) -> list[vmap_area]:
+        """Every busy vmap_area (lazily freed ones included), in address order."""
+        out = []
+        head = self.vmap_area_list
+        va = head.list_next
+        while va is not head:
+            out.append(va)
+            va = va.list_next
+        return out
+
+    def _reserved(self, addr: int) -> bool:
+        va = self._area_containing(addr)
+        if va is None:
+            return False
+        if va.flags & (VM_LAZY_FREE | VM_LAZY_FREEING):
+            return True
+        vb = va.private
+        if isinstance(vb, vmap_block):
+            return bool((vb.dirty_map >> ((addr - va.va_start) >> PAGE_SHIFT)) & 1)
+        return False
+
+    def _check_design(self) -> None:
+        count = rb_check(self.vmap_area_root, lambda n: n.va_start)  # type: ignore[attr-defined]
+        if count != self._nr_areas:
+            raise AssertionError(f"rbtree holds {count} areas, {self._nr_areas} counted")
+        head = self.vmap_area_list
+        va = head.list_next
+        node = None
+        prev: vmap_area | None = None
+        lazy = 0
+        seen = 0
+        first = True
+        while va is not head:
+            seen += 1
+            node = self._rb_first() if first else rb_next(node)  # type: ignore[arg-type]
+            first = False
+            if node is not va:
+                raise AssertionError(f"vmap_area_list out of step with the rbtree at {va.va_start:#x}")
+            if va.list_next.list_prev is not va:
+                raise AssertionError(f"vmap_area_list back link broken at {va.va_start:#x}")
+            if va.va_start >= va.va_end or (va.va_start | va.va_end) & (PAGE_SIZE - 1):
+                raise AssertionError(f"bad vmap_area {va.va_start:#x}-{va.va_end:#x}")
+            if va.va_start < self.VMALLOC_START or va.va_end > self.VMALLOC_END + 1:
+                raise AssertionError(f"vmap_area {va.va_start:#x} outside VMALLOC_START..END")
+            if prev is not None:
+                if prev.va_end > va.va_start:
+                    raise AssertionError(f"busy areas overlap: {prev.va_start:#x} and {va.va_start:#x}")
+                if va.va_seq > prev.va_seq and va.va_start < prev.va_end + PAGE_SIZE:
+                    raise AssertionError(f"allocator gap missing before {va.va_start:#x}")
+            if va.flags & VM_LAZY_FREEING:
+                raise AssertionError(f"area {va.va_start:#x} left in VM_LAZY_FREEING outside a purge")
+            if va.flags & VM_LAZY_FREE:
+                lazy += (va.va_end - va.va_start) >> PAGE_SHIFT
+            elif va.flags & VM_VM_AREA:
+                vm = va.private
+                if not isinstance(vm, vm_struct) or vm.addr != va.va_start or vm.size != va.va_end - va.va_start:
+                    raise AssertionError(f"vm_struct of {va.va_start:#x} does not match its area")
+            prev = va
+            va = va.list_next
+        if seen != count:
+            raise AssertionError(f"vmap_area_list has {seen} areas, the rbtree {count}")
+        if lazy != self.vmap_lazy_nr:
+            raise AssertionError(f"vmap_lazy_nr is {self.vmap_lazy_nr}, lazy areas hold {lazy} pages")
+        live_areas = {va.va_start for va in self.vmap_areas()
+                      if va.flags & VM_VM_AREA and not va.flags & VM_LAZY_FREE}
+        if live_areas != set(self._vmlist_addrs):
+            raise AssertionError("vmlist and the live VM_VM_AREA areas differ")
+        bits = self.VMAP_BBMAP_BITS
+        full = (1 << bits) - 1
+        nblocks = 0
+        for cpu_id, vbq in enumerate(self.vmap_block_queue):
+            for idx, vb in vbq.blocks.items():
+                nblocks += 1
+                if self.vmap_block_tree.get(idx) is not vb:
+                    raise AssertionError(f"block {idx} of CPU {cpu_id} missing from vmap_block_tree")
+                if vb.va.private is not vb or vb.va.flags & VM_LAZY_FREE:
+                    raise AssertionError(f"block {idx} has a freed or foreign vmap_area")
+                if vb.alloc_map & ~full or vb.dirty_map & ~vb.alloc_map or vb.unflushed & ~vb.dirty_map:
+                    raise AssertionError(f"block {idx}: bitmaps inconsistent")
+                if vb.free != bits - vb.alloc_map.bit_count():
+                    raise AssertionError(f"block {idx}: free={vb.free}, bitmap says {bits - vb.alloc_map.bit_count()}")
+                if vb.dirty != vb.dirty_map.bit_count():
+                    raise AssertionError(f"block {idx}: dirty={vb.dirty}, bitmap says {vb.dirty_map.bit_count()}")
+                if vb.dirty >= bits:
+                    raise AssertionError(f"block {idx} fully dirty but not freed")
+                if vb.on_free_list != (vb in vbq.free) or vb.on_free_list != (vb.free > 0):
+                    raise AssertionError(f"block {idx}: free-list membership wrong (free={vb.free})")
+                if (vb.dirty > 0) != (vb in vbq.dirty):
+                    raise AssertionError(f"block {idx}: dirty-list membership wrong")
+                if vb.hint and (vb.alloc_map & ((1 << vb.hint) - 1)) != (1 << vb.hint) - 1:
+                    raise AssertionError(f"block {idx}: search hint {vb.hint} skips a free page")
+            if vbq.nr_dirty != len(vbq.dirty):
+                raise AssertionError(f"CPU {cpu_id}: nr_dirty {vbq.nr_dirty} != {len(vbq.dirty)}")
+        if nblocks != len(self.vmap_block_tree):
+            raise AssertionError("vmap_block_tree holds blocks no CPU owns")
+        for addr, count in self._ram_maps.items():
+            if count <= VMAP_MAX_ALLOC:
+                vb = self.vmap_block_tree.get(self.addr_to_vb_idx(addr))
+                if vb is None:
+                    raise AssertionError(f"vm_map_ram mapping {addr:#x} has no block")
+                off = (addr - vb.va.va_start) >> PAGE_SHIFT
+                n = 1 << (count - 1).bit_length()
+                region = ((1 << n) - 1) << off
+                if vb.alloc_map & region != region or vb.dirty_map & region:
+                    raise AssertionError(f"vm_map_ram mapping {addr:#x} not allocated or already dirty")
+            else:
+                va = self._area_containing(addr)
+                if va is None or va.va_start != addr or va.flags & VM_LAZY_FREE:
+                    raise AssertionError(f"large vm_map_ram mapping {addr:#x} has no busy area")
+
+    def _rb_first(self) -> RBNode | None:
+        from .rbtree import rb_first
+
+        return rb_first(self.vmap_area_root)

@@ -1,0 +1,892 @@
+"""The vm_struct layer and the vmalloc API of ``include/linux/vmalloc.h`` (2.6.28).
+
+:class:`Kernel` holds what every design shares: the simulated machine, ``vmlist``,
+the vm_struct functions (``vmalloc`` and friends, ``vfree``, ``vmap``/``vunmap``,
+``remap_vmalloc_range``, ``/proc/vmallocinfo`` ...) and the correctness oracle. A
+design (one module each: ``rewrite``, ``legacy``) subclasses it with
+``class X(Kernel, design="name")`` and provides the vmap-area allocator underneath:
+``get_vm_area_node__``, ``remove_vm_area``, ``find_vm_area``, ``vm_map_ram``,
+``vm_unmap_ram``, ``vm_unmap_aliases``. ``Kernel(design=...)`` builds the right one.
+
+Naming rule for the kernel's double-underscore names: Python mangles ``__name``
+inside a class, so a kernel name ``__foo`` is spelled ``foo__`` here (the two leading
+underscores move to the end): ``__vmalloc`` -> ``vmalloc__``, ``__get_vm_area`` ->
+``get_vm_area__``, ``__purge_vmap_area_lazy`` -> ``purge_vmap_area_lazy__``.
+
+The oracle: the model records every translation the layer *intends* (``_live``:
+page-aligned vaddr -> Page, set when an area is mapped, dropped when it is freed).
+A PTE or TLB entry that is not intended must lie in a range the allocator still
+holds back (a lazily freed area, a dirty vmap_block slot); ``check()`` verifies
+that, and an access through one raises UseAfterFreeError/StaleTranslationError.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import CodeType
+from typing import Any, ClassVar
+
+from ..errors import (
+    BadAddressError,
+    BadPageError,
+    ConfigError,
+    DoubleFreeError,
+    InvariantError,
+    StaleTranslationError,
+    UseAfterFreeError,
+)
+from ..hw.cost import CostModel, get_preset
+from ..hw.locks import RWLock
+from ..hw.machine import CPU, Machine
+from ..hw.physmem import Page
+from .constants import (
+    GFP_DMA32__,
+    GFP_HIGHMEM__,
+    GFP_ZERO__,
+    EINVAL,
+    GFP_KERNEL,
+    GFP_VMALLOC32,
+    IOREMAP_MAX_ORDER,
+    PAGE_KERNEL,
+    PAGE_KERNEL_EXEC,
+    PAGE_MASK,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    VM_ALLOC,
+    VM_IOREMAP,
+    VM_MAP,
+    VM_USERMAP,
+    VM_VPAGES,
+    VMALLOC_END,
+    VMALLOC_START,
+    fls,
+)
+
+
+class vm_struct:  # noqa: N801 - kernel type name
+    """``struct vm_struct`` (include/linux/vmalloc.h, 2.6.28).
+
+    ``size`` includes the guard page while the area is live (get_vm_area_size()
+    subtracts it); ``next`` links ``vmlist`` in address order.
+    """
+
+    __slots__ = ("next", "addr", "size", "flags", "pages", "nr_pages", "phys_addr", "caller")
+
+    def __init__(self, addr: int, size: int, flags: int, caller: str) -> None:
+        self.next: vm_struct | None = None
+        self.addr = addr
+        self.size = size
+        self.flags = flags
+        self.pages: list[Page] | None = None
+        self.nr_pages = 0
+        self.phys_addr = 0
+        self.caller = caller
+
+    def __repr__(self) -> str:
+        return (f"vm_struct(addr={self.addr:#x}, size={self.size:#x}, flags={self.flags:#x}, "
+                f"nr_pages={self.nr_pages}, caller={self.caller!r})")
+
+
+class vm_area_struct:  # noqa: N801 - kernel type name
+    """A minimal user ``struct vm_area_struct`` for remap_vmalloc_range().
+
+    ``pages`` maps each user page address to the Page inserted there (each insert
+    takes a page reference, as vm_insert_page() does); ``zap()`` drops them.
+    """
+
+    __slots__ = ("vm_start", "vm_end", "vm_flags", "pages", "_kernel")
+
+    VM_RESERVED = 0x00080000
+
+    def __init__(self, vm_start: int, vm_end: int) -> None:
+        for name, v in (("vm_start", vm_start), ("vm_end", vm_end)):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"{name} must be an int, not {type(v).__name__}")
+            if v & (PAGE_SIZE - 1):
+                raise ValueError(f"{name} {v:#x} is not page aligned")
+        if vm_end <= vm_start:
+            raise ValueError(f"empty vma [{vm_start:#x}, {vm_end:#x})")
+        self.vm_start = vm_start
+        self.vm_end = vm_end
+        self.vm_flags = 0
+        self.pages: dict[int, Page] = {}
+        self._kernel: Kernel | None = None
+
+    def read(self, uaddr: int, n: int) -> bytes:
+        """Read user memory through this vma (what user space sees after mmap)."""
+        out = bytearray()
+        while n > 0:
+            base = uaddr & PAGE_MASK
+            page = self.pages.get(base)
+            if page is None:
+                raise BadAddressError(f"user address {uaddr:#x} is not mapped in this vma")
+            off = uaddr - base
+            chunk = min(n, PAGE_SIZE - off)
+            out += page.data[off:off + chunk] if page.data is not None else bytes(chunk)
+            uaddr += chunk
+            n -= chunk
+        return bytes(out)
+
+    def zap(self) -> None:
+        """Tear the user mapping down (munmap): drop each page reference."""
+        k = self._kernel
+        for page in self.pages.values():
+            if k is not None:
+                k.machine.mem.free_page(page)
+        self.pages.clear()
+        if k is not None:
+            k._user_vmas.discard(self)
+
+
+_code_sizes: dict[CodeType, int] = {}
+
+
+def _caller_symbol(depth: int) -> str:
+    """The kernel's ``__builtin_return_address(0)`` printed as ``sym+0xoff/0xsize``."""
+    f = sys._getframe(depth + 1)
+    code = f.f_code
+    size = _code_sizes.get(code)
+    if size is None:
+        size = _code_sizes[code] = len(code.co_code)
+    return f"{code.co_name}+{f.f_lasti:#x}/{size:#x}"
+
+
+def _check_size(name: str, size: object) -> int:
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise TypeError(f"{name}: size must be an int, not {type(size).__name__}")
+    if size < 0:
+        raise ValueError(f"{name}: size must not be negative, got {size}")
+    return size
+
+
+def _check_addr(name: str, addr: object) -> int:
+    if not isinstance(addr, int) or isinstance(addr, bool):
+        raise TypeError(f"{name}: address must be an int, not {type(addr).__name__}")
+    return addr
+
+
+class Kernel:
+    """A simulated kernel: the machine plus one design of the vmap layer.
+
+    ``Kernel(cpus=8, nodes=1, mem_pages=262144, design="rewrite")``; ``design`` is
+    ``"rewrite"`` (2.6.28, the default) or ``"legacy"`` (2.6.27). ``cost`` is a preset
+    name or a CostModel; ``tlb_size`` bounds each TLB (None: unbounded, the strictest
+    oracle); ``vmalloc_size`` shrinks the vmalloc space (default: x86_64's 32 TiB).
+    """
+
+    _designs: ClassVar[dict[str, type[Kernel]]] = {}
+    design: ClassVar[str] = ""
+
+    def __init_subclass__(cls, design: str = "", **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if design:
+            cls.design = design
+            Kernel._designs[design] = cls
+
+    def __new__(cls, *args: Any, design: str = "rewrite", **kw: Any) -> Kernel:
+        if cls is Kernel:
+            try:
+                cls = Kernel._designs[design]
+            except KeyError:
+                raise ConfigError(
+                    f"unknown design {design!r}; known: {', '.join(sorted(Kernel._designs))}"
+                ) from None
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        cpus: int = 8,
+        nodes: int = 1,
+        mem_pages: int = 262144,
+        design: str = "rewrite",
+        cost: str | CostModel = "opteron-2008",
+        tlb_size: int | None = None,
+        vmalloc_size: int | None = None,
+    ) -> None:
+        model = get_preset(cost) if isinstance(cost, str) else cost
+        if not isinstance(model, CostModel):
+            raise TypeError(f"cost must be a preset name or a CostModel, not {type(cost).__name__}")
+        self.machine = Machine(cpus, nodes, mem_pages, model, tlb_size)
+        self.cost = model
+        self.VMALLOC_START = VMALLOC_START
+        if vmalloc_size is None:
+            self.VMALLOC_END = VMALLOC_END
+        else:
+            _check_size("vmalloc_size", vmalloc_size)
+            if vmalloc_size < 16 * PAGE_SIZE or vmalloc_size & (PAGE_SIZE - 1):
+                raise ConfigError(
+                    f"vmalloc_size must be a multiple of PAGE_SIZE of at least 16 pages, got {vmalloc_size}"
+                )
+            self.VMALLOC_END = VMALLOC_START + vmalloc_size - 1
+        self.num_physpages = mem_pages
+        self._cpu: CPU = self.machine.cpus[0]
+        #: vmlist: address-ordered vm_structs (the kernel's singly linked list; kept
+        #: as a Python list plus the ``next`` links, so it can be bisected).
+        self._vmlist: list[vm_struct] = []
+        self._vmlist_addrs: list[int] = []
+        self.vmlist_lock = RWLock(self.machine, "vmlist_lock")
+        # the oracle
+        self._live: dict[int, Page] = {}
+        self._user_pages: set[Page] = set()
+        self._user_vmas: set[vm_area_struct] = set()
+        #: id(vm_struct) -> address of its vmalloc()ed page array (VM_VPAGES areas)
+        self._pages_array_addr: dict[int, int] = {}
+        self.purges = 0
+
+    # -- the machine ---------------------------------------------------------------
+    @property
+    def warnings(self) -> list[str]:
+        """The kernel log: WARN texts and allocation-failure messages, oldest first."""
+        return self.machine.warnings
+
+    @property
+    def cpus(self) -> int:
+        return self.machine.ncpus
+
+    @property
+    def this_cpu(self) -> CPU:
+        return self._cpu
+
+    @contextmanager
+    def on_cpu(self, cpu: int) -> Iterator[CPU]:
+        """Run the calls inside the ``with`` block on CPU ``cpu`` (smp_processor_id())."""
+        if not isinstance(cpu, int) or isinstance(cpu, bool):
+            raise TypeError(f"cpu must be an int, not {type(cpu).__name__}")
+        if not 0 <= cpu < self.machine.ncpus:
+            raise ConfigError(f"cpu {cpu} out of range 0..{self.machine.ncpus - 1}")
+        old = self._cpu
+        self._cpu = self.machine.cpus[cpu]
+        try:
+            yield self._cpu
+        finally:
+            self._cpu = old
+
+    def set_cpu(self, cpu: int) -> None:
+        """Switch the current CPU (what ``on_cpu`` does, without restoring it)."""
+        if not 0 <= cpu < self.machine.ncpus:
+            raise ConfigError(f"cpu {cpu} out of range 0..{self.machine.ncpus - 1}")
+        self._cpu = self.machine.cpus[cpu]
+
+    def lazy_max_pages(self) -> int:
+        """fls(num_online_cpus()) * (32 MiB / PAGE_SIZE)."""
+        return fls(self.machine.ncpus) * ((32 * 1024 * 1024) >> PAGE_SHIFT)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        s = self.machine.counters()
+        s["purges"] = self.purges
+        s["warnings"] = len(self.machine.warnings)
+        return s
+
+    def tlb_entries(self, cpu: int) -> set[int]:
+        """The page-aligned virtual addresses cached in ``cpu``'s TLB."""
+        if not 0 <= cpu < self.machine.ncpus:
+            raise ConfigError(f"cpu {cpu} out of range 0..{self.machine.ncpus - 1}")
+        return set(self.machine.tlb_entries(self.machine.cpus[cpu]))
+
+    def nr_free_pages(self) -> int:
+        return self.machine.mem.nr_free_pages()
+
+    # -- physical pages --------------------------------------------------------------
+    def alloc_page(self, node: int = -1, gfp_mask: int = GFP_KERNEL) -> Page | None:
+        """alloc_pages_node(node, gfp_mask, 0): a Page, or None when memory is out."""
+        page = self._alloc_page(node, gfp_mask)
+        if page is not None:
+            self._user_pages.add(page)
+        return page
+
+    def free_page(self, page: Page) -> None:
+        """__free_page(): give back a page from alloc_page()."""
+        if not isinstance(page, Page):
+            raise TypeError(f"free_page() takes a Page, not {type(page).__name__}")
+        if page not in self._user_pages:
+            raise BadPageError(f"Bad page state: page pfn:{page.pfn:#x} was not allocated by alloc_page()")
+        self._user_pages.discard(page)
+        self.machine.mem.free_page(page)
+        self.machine.charge(self._cpu, "__free_pages", self.cost.page_alloc)
+
+    def _alloc_page(self, node: int, gfp_mask: int) -> Page | None:
+        if not isinstance(node, int):
+            raise TypeError(f"node must be an int, not {type(node).__name__}")
+        m = self.machine
+        if node >= m.mem.nodes or node < -1:
+            raise ConfigError(f"node {node} out of range -1..{m.mem.nodes - 1}")
+        cpu = self._cpu
+        page = m.mem.alloc_page(cpu.node if node < 0 else node, bool(gfp_mask & GFP_DMA32__))
+        m.charge(cpu, "__alloc_pages_internal", self.cost.page_alloc)
+        if page is not None and gfp_mask & GFP_ZERO__:
+            page.data = None
+        return page
+
+    def _free_pages_of(self, pages: Sequence[Page]) -> None:
+        mem = self.machine.mem
+        for page in pages:
+            mem.free_page(page)
+        self.machine.charge(self._cpu, "__free_pages", len(pages) * self.cost.page_alloc)
+
+    # -- memory access through the current CPU ------------------------------------------
+    def _page_for(self, addr: int) -> Page:
+        base = addr & PAGE_MASK
+        page, from_tlb = self.machine.translate(self._cpu, base)
+        live = self._live.get(base)
+        if live is not page:
+            if live is None and self.machine.pte.get(base) is page:
+                raise UseAfterFreeError(
+                    f"use after free at {addr:#x} on CPU {self._cpu.id}: the area was freed "
+                    f"but lazy freeing still maps it"
+                )
+            raise StaleTranslationError(
+                f"stale translation at {addr:#x} on CPU {self._cpu.id}: the "
+                f"{'TLB' if from_tlb else 'page table'} maps pfn {page.pfn:#x}, the live "
+                f"mapping is {'none' if live is None else hex(live.pfn)}"
+            )
+        return page
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Store ``data`` at kernel virtual address ``addr`` on the current CPU."""
+        _check_addr("write", addr)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"write: data must be bytes, not {type(data).__name__}")
+        view = memoryview(data)
+        m = self.machine
+        while view:
+            page = self._page_for(addr)
+            off = addr & (PAGE_SIZE - 1)
+            chunk = min(len(view), PAGE_SIZE - off)
+            if page.data is None:
+                page.data = bytearray(PAGE_SIZE)
+            page.data[off:off + chunk] = view[:chunk]
+            m.touch(self._cpu)
+            view = view[chunk:]
+            addr += chunk
+
+    def read(self, addr: int, n: int) -> bytes:
+        """Load ``n`` bytes from kernel virtual address ``addr`` on the current CPU."""
+        _check_addr("read", addr)
+        _check_size("read", n)
+        out = bytearray()
+        m = self.machine
+        while n > 0:
+            page = self._page_for(addr)
+            off = addr & (PAGE_SIZE - 1)
+            chunk = min(n, PAGE_SIZE - off)
+            out += page.data[off:off + chunk] if page.data is not None else bytes(chunk)
+            m.touch(self._cpu)
+            n -= chunk
+            addr += chunk
+        return bytes(out)
+
+    def touch(self, addr: int, count: int) -> None:
+        """Store to each of ``count`` pages from ``addr`` (the seed's "touch").
+
+        Charges a store (and a page walk on a TLB miss) per page and checks each
+        translation against the oracle; page contents are left as they are (use
+        write() to change them).
+        """
+        if addr & (PAGE_SIZE - 1):
+            raise BadAddressError(f"touch: address {addr:#x} is not page aligned")
+        pages = self.machine.access_pages(self._cpu, addr, count)
+        get = self._live.get
+        a = addr
+        for page in pages:
+            if get(a) is not page:
+                self._page_for(a)  # raises the precise error
+            a += PAGE_SIZE
+
+    def vmalloc_to_page(self, addr: int) -> Page | None:
+        """The Page the kernel page table maps at ``addr`` (no TLB involved)."""
+        _check_addr("vmalloc_to_page", addr)
+        return self.machine.pte.get(addr & PAGE_MASK)
+
+    # -- design hooks -----------------------------------------------------------------
+    def get_vm_area_node__(self, size: int, flags: int, start: int, end: int, node: int,
+                           gfp_mask: int, caller: str, align: int = 1) -> vm_struct | None:
+        raise NotImplementedError
+
+    def remove_vm_area(self, addr: int) -> vm_struct | None:
+        raise NotImplementedError
+
+    def find_vm_area(self, addr: int) -> vm_struct | None:
+        raise NotImplementedError
+
+    def vm_map_ram(self, pages: Sequence[Page], count: int, node: int = -1,
+                   prot: int = PAGE_KERNEL) -> int | None:
+        raise NotImplementedError
+
+    def vm_unmap_ram(self, mem: int, count: int) -> None:
+        raise NotImplementedError
+
+    def vm_unmap_aliases(self) -> None:
+        raise NotImplementedError
+
+    def vmap_areas(self) -> list[Any]:
+        raise NotImplementedError
+
+    def _reserved(self, addr: int) -> bool:
+        """Whether a not-live mapping at ``addr`` is one the design still holds back."""
+        raise NotImplementedError
+
+    def _check_design(self) -> None:
+        raise NotImplementedError
+
+    # -- vmlist --------------------------------------------------------------------------
+    @property
+    def vmlist(self) -> vm_struct | None:
+        """The head of ``vmlist`` (follow ``.next``)."""
+        return self._vmlist[0] if self._vmlist else None
+
+    def vmlist_link(self, area: vm_struct) -> int:
+        """Link ``area`` into vmlist in address order; returns the nodes walked."""
+        import bisect
+
+        i = bisect.bisect_left(self._vmlist_addrs, area.addr)
+        lst = self._vmlist
+        area.next = lst[i] if i < len(lst) else None
+        if i:
+            lst[i - 1].next = area
+        lst.insert(i, area)
+        self._vmlist_addrs.insert(i, area.addr)
+        return i + 1
+
+    def vmlist_unlink(self, area: vm_struct) -> int:
+        """Unlink ``area`` from vmlist; returns the nodes walked to find it."""
+        import bisect
+
+        i = bisect.bisect_left(self._vmlist_addrs, area.addr)
+        lst = self._vmlist
+        if i >= len(lst) or lst[i] is not area:
+            raise InvariantError(f"vm_struct at {area.addr:#x} is not on vmlist")
+        if i:
+            lst[i - 1].next = area.next
+        del lst[i]
+        del self._vmlist_addrs[i]
+        area.next = None
+        return i + 1
+
+    # -- the vm_struct layer -------------------------------------------------------------
+    def _area_align(self, size: int, flags: int) -> int:
+        if flags & VM_IOREMAP:
+            bit = fls(size)
+            if bit > IOREMAP_MAX_ORDER:
+                bit = IOREMAP_MAX_ORDER
+            elif bit < PAGE_SHIFT:
+                bit = PAGE_SHIFT
+            return 1 << bit
+        return 1
+
+    def get_vm_area__(self, size: int, flags: int, start: int, end: int) -> vm_struct | None:
+        """__get_vm_area(size, flags, start, end)."""
+        _check_size("__get_vm_area", size)
+        _check_addr("__get_vm_area", start)
+        _check_addr("__get_vm_area", end)
+        return self.get_vm_area_node__(size, flags, start, end, -1, GFP_KERNEL, _caller_symbol(1))
+
+    def get_vm_area(self, size: int, flags: int) -> vm_struct | None:
+        _check_size("get_vm_area", size)
+        return self.get_vm_area_node__(size, flags, self.VMALLOC_START, self.VMALLOC_END, -1,
+                                       GFP_KERNEL, _caller_symbol(1))
+
+    def get_vm_area_caller(self, size: int, flags: int, caller: str) -> vm_struct | None:
+        _check_size("get_vm_area_caller", size)
+        if not isinstance(caller, str):
+            raise TypeError(f"caller must be a str (a symbol), not {type(caller).__name__}")
+        return self.get_vm_area_node__(size, flags, self.VMALLOC_START, self.VMALLOC_END, -1,
+                                       GFP_KERNEL, caller)
+
+    def get_vm_area_node(self, size: int, flags: int, node: int,
+                         gfp_mask: int = GFP_KERNEL) -> vm_struct | None:
+        _check_size("get_vm_area_node", size)
+        return self.get_vm_area_node__(size, flags, self.VMALLOC_START, self.VMALLOC_END, node,
+                                       gfp_mask, _caller_symbol(1))
+
+    @staticmethod
+    def get_vm_area_size(area: vm_struct) -> int:
+        """Actual size without the guard page."""
+        return area.size - PAGE_SIZE
+
+    def map_vm_area(self, area: vm_struct, prot: int, pages: Sequence[Page]) -> int:
+        """Map ``pages`` over the area (without its guard page): 0 or -EBUSY/-ENOMEM."""
+        if not isinstance(area, vm_struct):
+            raise TypeError(f"map_vm_area: area must be a vm_struct, not {type(area).__name__}")
+        n = (area.size - PAGE_SIZE) >> PAGE_SHIFT
+        if len(pages) < n:
+            raise ValueError(f"map_vm_area: {n} pages needed, {len(pages)} given")
+        return self.vmap_page_range_(area.addr, pages[:n], prot)
+
+    def vmap_page_range_(self, addr: int, pages: Sequence[Page], prot: int) -> int:
+        """vmap_page_range(): set the PTEs and record the intended translations."""
+        err = self.machine.set_ptes(self._cpu, "vmap_page_range", addr, pages, prot, PAGE_KERNEL)
+        if err:
+            self._record_partial_map(addr, pages)
+        else:
+            self._live.update(zip(range(addr, addr + len(pages) * PAGE_SIZE, PAGE_SIZE), pages))
+        return err
+
+    def _record_partial_map(self, addr: int, pages: Sequence[Page]) -> None:
+        """After a failed vmap_page_range(): record the pages it did map before failing."""
+        pte = self.machine.pte
+        live = self._live
+        for page in pages:
+            if addr in live or pte.get(addr) is not page:
+                break
+            live[addr] = page
+            addr += PAGE_SIZE
+
+    def unmap_kernel_range(self, addr: int, size: int) -> None:
+        """Unmap [addr, addr+size) and flush the TLBs at once (not lazily)."""
+        _check_addr("unmap_kernel_range", addr)
+        _check_size("unmap_kernel_range", size)
+        if addr & (PAGE_SIZE - 1):
+            raise BadAddressError(f"unmap_kernel_range: address {addr:#x} is not page aligned")
+        end = addr + ((size + PAGE_SIZE - 1) & PAGE_MASK)
+        cpu = self._cpu
+        self.machine.clear_ptes(cpu, "vunmap_page_range", addr, end)
+        self._drop_live(addr, end)
+        self.machine.flush_tlb_all(cpu, "flush_tlb_kernel_range")
+
+    def _drop_live(self, start: int, end: int) -> None:
+        pop = self._live.pop
+        for a in range(start, end, PAGE_SIZE):
+            pop(a, None)
+
+    def alloc_vm_area(self, size: int) -> vm_struct | None:
+        """A VM_IOREMAP area with page tables but no pages mapped (for Xen)."""
+        _check_size("alloc_vm_area", size)
+        return self.get_vm_area_node__(size, VM_IOREMAP, self.VMALLOC_START, self.VMALLOC_END,
+                                       -1, GFP_KERNEL, _caller_symbol(1))
+
+    def free_vm_area(self, area: vm_struct) -> None:
+        if not isinstance(area, vm_struct):
+            raise TypeError(f"free_vm_area: area must be a vm_struct, not {type(area).__name__}")
+        found = self.find_vm_area(area.addr)
+        if found is not area:
+            raise BadAddressError(f"kernel BUG at mm/vmalloc.c: free_vm_area: {area.addr:#x} is not a live area")
+        self.remove_vm_area(area.addr)
+
+    def vunmap__(self, addr: int | None, deallocate_pages: bool, who: str = "vfree") -> None:
+        """__vunmap(): remove the area; with ``deallocate_pages`` free its pages too."""
+        if addr is None or addr == 0:
+            return
+        _check_addr(who, addr)
+        if addr & (PAGE_SIZE - 1):
+            msg = f"Trying to {who}() bad address ({addr:#x})"
+            self.machine.warn(msg)
+            # Deviation: the kernel WARNs and returns; the model raises so misuse is seen.
+            raise BadAddressError(msg)
+        area = self.remove_vm_area(addr)
+        if area is None:
+            msg = f"Trying to {who}() nonexistent vm area ({addr:#x})"
+            self.machine.warn(msg)
+            raise (DoubleFreeError if self._was_freed(addr) else BadAddressError)(msg)
+        if deallocate_pages and area.pages is not None:
+            self._free_pages_of(area.pages[:area.nr_pages])
+            if area.flags & VM_VPAGES:
+                self.vunmap__(self._pages_array_addr.pop(id(area)), True)
+        self.machine.charge(self._cpu, "kfree", self.cost.kmalloc)
+
+    def _was_freed(self, addr: int) -> bool:
+        return False
+
+    def vfree(self, addr: int | None) -> None:
+        """Free a vmalloc()ed area and its pages (NULL is a no-op)."""
+        self.vunmap__(addr, True, "vfree")
+
+    def vunmap(self, addr: int | None) -> None:
+        """Release a vmap()ed area (the pages stay the caller's)."""
+        self.vunmap__(addr, False, "vunmap")
+
+    def vmap(self, pages: Sequence[Page], count: int, flags: int = VM_MAP,
+             prot: int = PAGE_KERNEL) -> int | None:
+        """Map ``count`` pages virtually contiguously; the address or None."""
+        self._check_pages("vmap", pages, count)
+        if count > self.num_physpages:
+            return None
+        area = self.get_vm_area_node__(count << PAGE_SHIFT, flags, self.VMALLOC_START,
+                                       self.VMALLOC_END, -1, GFP_KERNEL, _caller_symbol(1))
+        if area is None:
+            return None
+        if self.map_vm_area(area, prot, pages):
+            self.vunmap(area.addr)
+            return None
+        return area.addr
+
+    @staticmethod
+    def _check_pages(who: str, pages: Sequence[Page], count: int) -> None:
+        if count.__class__ is int and 0 < count <= len(pages):
+            for p in pages[:count]:
+                if p.__class__ is not Page or p._count <= 0:
+                    break
+            else:
+                return
+        # slow path: say exactly what is wrong
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise TypeError(f"{who}: count must be an int, not {type(count).__name__}")
+        if count <= 0:
+            raise ValueError(f"{who}: count must be positive, got {count}")
+        if not isinstance(pages, (list, tuple)):
+            raise TypeError(f"{who}: pages must be a list of Page, not {type(pages).__name__}")
+        if len(pages) < count:
+            raise ValueError(f"{who}: count {count} but only {len(pages)} pages given")
+        for i in range(count):
+            p = pages[i]
+            if not isinstance(p, Page):
+                raise TypeError(f"{who}: pages[{i}] is {type(p).__name__}, not a Page")
+            if p._count <= 0:
+                raise BadPageError(f"{who}: pages[{i}] (pfn {p.pfn:#x}) is a free page")
+
+    # vmalloc and friends --------------------------------------------------------------
+    def vmalloc_area_node__(self, area: vm_struct, gfp_mask: int, prot: int, node: int,
+                            caller: str) -> int | None:
+        """__vmalloc_area_node(): allocate the pages (and page array) and map them."""
+        nr_pages = (area.size - PAGE_SIZE) >> PAGE_SHIFT
+        array_size = nr_pages * 8
+        area.nr_pages = nr_pages
+        pages: list[Page] = []
+        if array_size > PAGE_SIZE:
+            # The page array itself is vmalloc()ed: a second area shows in vmallocinfo.
+            arr = self.vmalloc_node__(array_size, gfp_mask | GFP_ZERO__, PAGE_KERNEL, node, caller)
+            if arr is None:
+                area.nr_pages = 0
+                self.remove_vm_area(area.addr)
+                return None
+            area.flags |= VM_VPAGES
+            self._pages_array_addr[id(area)] = arr
+        else:
+            self.machine.charge(self._cpu, "__kmalloc", self.cost.kmalloc)
+        area.pages = pages
+        for i in range(nr_pages):
+            page = self._alloc_page(node, gfp_mask)
+            if page is None:
+                # Successfully allocated i pages, free them in __vunmap()
+                area.nr_pages = i
+                self.vfree(area.addr)
+                return None
+            pages.append(page)
+        if self.map_vm_area(area, prot, pages):
+            self.vfree(area.addr)
+            return None
+        return area.addr
+
+    def vmalloc_area__(self, area: vm_struct, gfp_mask: int, prot: int) -> int | None:
+        """__vmalloc_area(area, gfp_mask, prot)."""
+        if not isinstance(area, vm_struct):
+            raise TypeError(f"__vmalloc_area: area must be a vm_struct, not {type(area).__name__}")
+        return self.vmalloc_area_node__(area, gfp_mask, prot, -1, area.caller)
+
+    def vmalloc_node__(self, size: int, gfp_mask: int, prot: int, node: int,
+                       caller: str) -> int | None:
+        """__vmalloc_node()."""
+        _check_size("vmalloc", size)
+        size = (size + PAGE_SIZE - 1) & PAGE_MASK
+        if not size or (size >> PAGE_SHIFT) > self.num_physpages:
+            self.machine.warn(f"vmalloc: allocation of {size} bytes refused (0 or more than memory)")
+            return None
+        area = self.get_vm_area_node__(size, VM_ALLOC, self.VMALLOC_START, self.VMALLOC_END,
+                                       node, gfp_mask, caller)
+        if area is None:
+            return None
+        return self.vmalloc_area_node__(area, gfp_mask, prot, node, caller)
+
+    def vmalloc__(self, size: int, gfp_mask: int = GFP_KERNEL | GFP_HIGHMEM__,
+                  prot: int = PAGE_KERNEL) -> int | None:
+        """__vmalloc(size, gfp_mask, prot)."""
+        return self.vmalloc_node__(size, gfp_mask, prot, -1, _caller_symbol(1))
+
+    def vmalloc(self, size: int) -> int | None:
+        """Allocate virtually contiguous memory; the address or None."""
+        return self.vmalloc_node__(size, GFP_KERNEL | GFP_HIGHMEM__, PAGE_KERNEL, -1,
+                                   _caller_symbol(1))
+
+    def vmalloc_node(self, size: int, node: int) -> int | None:
+        return self.vmalloc_node__(size, GFP_KERNEL | GFP_HIGHMEM__, PAGE_KERNEL, node,
+                                   _caller_symbol(1))
+
+    def vmalloc_exec(self, size: int) -> int | None:
+        return self.vmalloc_node__(size, GFP_KERNEL | GFP_HIGHMEM__, PAGE_KERNEL_EXEC, -1,
+                                   _caller_symbol(1))
+
+    def vmalloc_32(self, size: int) -> int | None:
+        return self.vmalloc_node__(size, GFP_VMALLOC32, PAGE_KERNEL, -1, _caller_symbol(1))
+
+    def _usermap(self, addr: int | None) -> int | None:
+        if addr is not None:
+            area = self.find_vm_area(addr)
+            assert area is not None
+            area.flags |= VM_USERMAP
+        return addr
+
+    def vmalloc_user(self, size: int) -> int | None:
+        """Zeroed memory suitable for remap_vmalloc_range (VM_USERMAP)."""
+        return self._usermap(self.vmalloc_node__(
+            size, GFP_KERNEL | GFP_HIGHMEM__ | GFP_ZERO__, PAGE_KERNEL, -1, _caller_symbol(1)))
+
+    def vmalloc_32_user(self, size: int) -> int | None:
+        return self._usermap(self.vmalloc_node__(
+            size, GFP_VMALLOC32 | GFP_ZERO__, PAGE_KERNEL, -1, _caller_symbol(1)))
+
+    def vmalloc_sync_all(self) -> None:
+        """x86: copy the kernel's vmalloc PGD entries into every mm. The model has one
+        kernel page table shared by all CPUs, so there is nothing to copy."""
+        self.machine.charge(self._cpu, "vmalloc_sync_all", self.cost.call)
+
+    def remap_vmalloc_range(self, vma: vm_area_struct, addr: int, pgoff: int) -> int:
+        """Map a VM_USERMAP area's pages into a user vma: 0 or -EINVAL."""
+        if not isinstance(vma, vm_area_struct):
+            raise TypeError(f"remap_vmalloc_range: vma must be a vm_area_struct, not {type(vma).__name__}")
+        _check_addr("remap_vmalloc_range", addr)
+        _check_size("remap_vmalloc_range: pgoff", pgoff)
+        if addr & (PAGE_SIZE - 1):
+            return -EINVAL
+        cpu = self._cpu
+        self.vmlist_lock.read_lock(cpu)
+        area = self.find_vm_area(addr)
+        usize = vma.vm_end - vma.vm_start
+        ok = (area is not None and area.flags & VM_USERMAP
+              and usize + (pgoff << PAGE_SHIFT) <= area.size - PAGE_SIZE)
+        self.vmlist_lock.read_unlock(cpu)
+        if not ok:
+            return -EINVAL
+        assert area is not None and area.pages is not None
+        first = pgoff
+        for i in range(usize >> PAGE_SHIFT):
+            page = area.pages[first + i]
+            page._count += 1  # vm_insert_page() takes a reference
+            old = vma.pages.get(vma.vm_start + (i << PAGE_SHIFT))
+            vma.pages[vma.vm_start + (i << PAGE_SHIFT)] = page
+            if old is not None:
+                self.machine.mem.free_page(old)
+        vma.vm_flags |= vm_area_struct.VM_RESERVED
+        vma._kernel = self
+        self._user_vmas.add(vma)
+        return 0
+
+    # -- /proc/vmallocinfo ------------------------------------------------------------
+    def vmallocinfo(self) -> str:
+        """/proc/vmallocinfo as 2.6.28 prints it (one line per vmlist entry)."""
+        cpu = self._cpu
+        self.vmlist_lock.read_lock(cpu)
+        lines = []
+        nodes = self.machine.mem.nodes
+        for v in self._vmlist:
+            s = f"0x{v.addr:016x}-0x{v.addr + v.size:016x} {v.size:7d}"
+            if v.caller:
+                s += " " + v.caller
+            if v.nr_pages:
+                s += f" pages={v.nr_pages}"
+            if v.phys_addr:
+                s += f" phys={v.phys_addr:x}"
+            if v.flags & VM_IOREMAP:
+                s += " ioremap"
+            if v.flags & VM_ALLOC:
+                s += " vmalloc"
+            if v.flags & VM_MAP:
+                s += " vmap"
+            if v.flags & VM_USERMAP:
+                s += " user"
+            if v.flags & VM_VPAGES:
+                s += " vpages"
+            if v.nr_pages and v.pages:
+                counters = [0] * nodes
+                for p in v.pages[:v.nr_pages]:
+                    counters[p.node] += 1
+                for nid, c in enumerate(counters):
+                    if c:
+                        s += f" N{nid}={c}"
+            lines.append(s)
+        self.vmlist_lock.read_unlock(cpu)
+        return "".join(line + "\n" for line in lines)
+
+    # -- checks ----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Verify every invariant (O(n)); raises InvariantError naming the broken one."""
+        try:
+            self._check_common()
+            self._check_design()
+        except AssertionError as e:
+            raise InvariantError(str(e)) from None
+
+    def _check_common(self) -> None:
+        m = self.machine
+        m.mem._check()
+        # vmlist: address order, next links
+        prev: vm_struct | None = None
+        for i, v in enumerate(self._vmlist):
+            if self._vmlist_addrs[i] != v.addr:
+                raise AssertionError(f"vmlist index out of step at {v.addr:#x}")
+            if prev is not None:
+                if prev.next is not v:
+                    raise AssertionError(f"vmlist next link broken after {prev.addr:#x}")
+                if prev.addr + prev.size > v.addr:
+                    raise AssertionError(f"vmlist areas overlap: {prev.addr:#x} and {v.addr:#x}")
+            prev = v
+        if prev is not None and prev.next is not None:
+            raise AssertionError("vmlist tail has a next link")
+        # intended translations are what the page table maps
+        pte = m.pte
+        for addr, page in self._live.items():
+            if pte.get(addr) is not page:
+                raise AssertionError(f"live mapping at {addr:#x} missing from the page table")
+            if page._count <= 0:
+                raise AssertionError(f"live mapping at {addr:#x} maps free page {page.pfn:#x}")
+        # THE invariant: every PTE and every TLB entry that is not a live mapping lies
+        # in a range the allocator still holds back (never in one it could hand out).
+        live = self._live
+        for addr, page in pte.items():
+            if live.get(addr) is not page and not self._reserved(addr):
+                raise AssertionError(f"PTE at {addr:#x} maps pfn {page.pfn:#x} outside any live or held-back range")
+        for cpu in m.cpus:
+            for addr, page in m.tlb_entries(cpu).items():
+                if live.get(addr) is page:
+                    continue
+                if addr in live:
+                    raise AssertionError(
+                        f"CPU {cpu.id} TLB holds a stale translation at {addr:#x} "
+                        f"(pfn {page.pfn:#x}, live pfn {live[addr].pfn:#x})"
+                    )
+                if not self._reserved(addr):
+                    raise AssertionError(
+                        f"CPU {cpu.id} TLB caches {addr:#x}, a range the allocator may hand out"
+                    )
+        # no page leaked: every allocated page has exactly its holders' references
+        holders: dict[int, int] = {}
+        pages: dict[int, Page] = {}
+        for p in self._user_pages:
+            holders[id(p)] = holders.get(id(p), 0) + 1
+            pages[id(p)] = p
+        for v in self._vmlist:
+            if v.flags & VM_ALLOC and v.pages is not None:
+                for p in v.pages[:v.nr_pages]:
+                    holders[id(p)] = holders.get(id(p), 0) + 1
+                    pages[id(p)] = p
+        for vma in self._user_vmas:
+            for p in vma.pages.values():
+                holders[id(p)] = holders.get(id(p), 0) + 1
+                pages[id(p)] = p
+        for key, n in holders.items():
+            if pages[key]._count != n:
+                raise AssertionError(
+                    f"page pfn {pages[key].pfn:#x} has count {pages[key]._count}, {n} holders"
+                )
+        if len(pages) != m.mem.allocated:
+            raise AssertionError(
+                f"page leak: {m.mem.allocated} pages allocated, {len(pages)} held by anyone"
+            )
+
+    def deferred_mappings(self) -> list[int]:
+        """Addresses still mapped (a PTE, or any CPU's TLB) that no live area owns."""
+        m = self.machine
+        out = {a for a in m.pte if a not in self._live}
+        for cpu in m.cpus:
+            out.update(a for a, p in m.tlb_entries(cpu).items() if self._live.get(a) is not p)
+        return sorted(out)
+
+    def check_no_aliases(self) -> None:
+        """The seed's promise for vm_unmap_aliases(): no deferred mapping remains."""
+        left = self.deferred_mappings()
+        if left:
+            raise InvariantError(
+                f"{len(left)} deferred mappings survive vm_unmap_aliases(), first at {left[0]:#x}"
+            )
+
