@@ -15,10 +15,10 @@ from .errors import (
 from .hw import PAGE_SHIFT, PAGE_SIZE, CostModel, Page
 from .mm import Kernel, vm_area_struct, vm_struct
 from .mm.constants import (
-    GFP_HIGHMEM__,
-    GFP_ZERO__,
     GFP_DMA32,
+    GFP_HIGHMEM__,
     GFP_KERNEL,
+    GFP_ZERO__,
     IOREMAP_MAX_ORDER,
     PAGE_KERNEL,
     PAGE_KERNEL_EXEC,

@@ -53,3 +53,7 @@ class InvariantError(VmapError):
 
 class ConfigError(VmapError, ValueError):
     """A constructor or command-line argument out of its range."""
+
+
+class UnsupportedError(VmapError, NotImplementedError):
+    """The interface does not exist in the chosen design (e.g. vm_map_ram() before 2.6.28)."""

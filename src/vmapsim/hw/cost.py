@@ -17,55 +17,84 @@ from ..errors import ConfigError
 
 @dataclass(slots=True)
 class CostModel:
-    """Nanoseconds charged by each hardware primitive (see the module docstring)."""
+    """Nanoseconds charged by each hardware primitive (see the module docstring).
+
+    Sources are abbreviated: [CM] is ``shared/reference/cost-model.md``, where each
+    measurement is quoted with its author; "estimate" marks a value with no published
+    2008 figure (an order of magnitude from the CPU's documented behaviour, not tuned
+    to any seed cell); "fitted" marks the two constants ``vmapsim.sim.fit`` solves for
+    from the seed's one-thread cells (re-run ``python -m vmapsim.sim.fit`` to check).
+    """
 
     name: str = "opteron-2008"
-    #: CPU clock; converts the cycle counts quoted below to ns.
+    #: CPU clock, converting the cycle counts quoted below: 2.3 GHz, the clock of the
+    #: quad-core Opteron 2356 (Barcelona, 2008), a 2-socket x 4-core part as the seed's.
     ghz: float = 2.3
-    #: Cores per socket: cache-line transfers between sockets cost more.
+    #: Sockets of the preset's machine (its CPU count is sockets x cores_per_socket):
+    #: the seed's "4 core, 2 socket opteron".
+    sockets: int = 2
+    #: Cores per socket: cache-line transfers between sockets cost more. Seed: 4.
     cores_per_socket: int = 4
     # --- memory and page tables -------------------------------------------------
-    #: One cache line read that misses the local cache (tree/list node visit):
-    #: ~60 ns DRAM latency on a 2008 Opteron (K10 local DRAM ~60-70 ns).
+    #: One cache line read that misses the caches (a list/tree node visit): local DRAM
+    #: latency of a K10 Opteron, ~60 ns (estimate; 2008 reviews quote 60-70 ns).
     mem_access: float = 60.0
-    #: One cache line read that hits (a slab object, a bitmap word): ~4 cycles+.
+    #: One cache line read that hits L1/L2 (a bitmap word): ~3 ns = 7 cycles (estimate).
     cache_hit: float = 3.0
-    #: Write one PTE (set_pte_at in vmap_pte_range, incl. the page-table walk to it).
-    #: Fitted from the one-thread rewrite cell.
-    pte_write: float = 105.0
-    #: Clear one PTE (ptep_get_and_clear in vunmap_pte_range): an xchg on the entry.
+    #: Map one page: set_pte_at() in vmap_page_range() plus everything per page the
+    #: model does not itemise (walking to the PTE page, cold PTE lines, per-page
+    #: bookkeeping of the 2008 code). *Fitted* to the seed's one-thread rewrite cell.
+    pte_write: float = 479.7
+    #: Clear one PTE (ptep_get_and_clear in vunmap_pte_range): one locked xchg on a
+    #: line just written, ~90 cycles (estimate).
     pte_clear: float = 40.0
-    #: Hardware page walk on a TLB miss (4 levels, upper levels cached): ~100 cycles.
+    #: Hardware page walk on a TLB miss, upper levels in the page-walk cache:
+    #: ~100 cycles (estimate).
     tlb_miss: float = 45.0
-    #: First store to a page (the "touch"): a cold cache line from DRAM.
+    #: First store to a page (the "touch"): one cache line from DRAM plus the store,
+    #: ~160 cycles (estimate, mem_access + a few cycles).
     touch: float = 70.0
-    # --- TLB flushes (Hansen 2015, Westmere/Haswell cycles; /ghz) -------------------
-    #: Local full flush of kernel (global) entries: CR4.PGE toggle, 828-960 cycles.
+    # --- TLB flushes -------------------------------------------------------------
+    #: Local flush of every entry, global ones too (CR4.PGE toggle): 828 (Westmere)
+    #: - 960 (Haswell) cycles [CM, Hansen 2015] -> 390 ns at 2.3 GHz.
     flush_all_local: float = 390.0
-    #: One INVLPG: 216-260 cycles.
+    #: One INVLPG: 216-260 cycles [CM, Hansen 2015; Molnar 2015]; the kernel's own
+    #: comment "each single flush is about 100 ns" [CM].
     flush_one_local: float = 100.0
-    # --- IPIs (no 2008 per-CPU figure published: fitted to the one-thread legacy cell)
-    #: Sender: write the APIC ICR for one target (smp_call_function loop).
+    # --- IPIs (smp_call_function, wait=1) ------------------------------------------
+    # No primary per-CPU IPI figure for 2008 Opterons exists [CM]; the send and
+    # handler costs below are estimates, and the idle wake-up, which dominates the
+    # one-thread legacy cell (7 idle targets), is fitted to it.
+    #: Sender: one APIC ICR write per target (physical destination mode, as x86_64
+    #: uses for > 8 CPUs): an uncached MMIO write, ~440 cycles (estimate).
     ipi_send: float = 190.0
-    #: Receiver: interrupt entry + handler + exit, excluding the flush itself.
+    #: Receiver: interrupt entry, the call-function handler, ack, exit; the flush
+    #: itself is flush_all_local on top. ~2000 cycles (estimate; Hansen's 2014 full
+    #: flush incl. its remote part averaged 2283 cycles [CM]).
     ipi_handle: float = 900.0
-    #: Extra latency before a halted (idle) CPU takes the interrupt. *Fitted*.
-    ipi_idle_wakeup: float = 7400.0
-    #: Sender: fixed cost of a cross-call (set up call data, wait loop entry).
+    #: Extra latency before a halted (idle) CPU takes the interrupt and acks: leaving
+    #: HLT/C1E. *Fitted* to the seed's one-thread legacy cell.
+    ipi_idle_wakeup: float = 8541.0
+    #: Sender: fixed cost of a cross-call (build call data, lock it, enter the wait
+    #: loop), ~900 cycles (estimate).
     ipi_call_setup: float = 400.0
     # --- locks and atomics ---------------------------------------------------------
-    #: Uncontended lock acquire+release on a line this CPU owns: a locked op, ~20 cycles.
+    #: Uncontended lock acquire+release on a line this CPU owns: a locked op,
+    #: ~20 cycles (estimate; AMD's optimisation guide gives ~20 for lock-prefixed ops).
     lock_acquire: float = 10.0
-    #: Moving a cache line from another core of the same socket: ~50 ns.
+    #: Moving a cache line from another core of the same socket (shared L3): ~50 ns
+    #: (estimate, ~115 cycles).
     line_transfer: float = 50.0
-    #: Moving a cache line across sockets (HyperTransport hop): ~120 ns.
+    #: Moving a cache line across sockets (one HyperTransport hop, probe + response):
+    #: ~120 ns (estimate, about twice a local DRAM access).
     line_transfer_remote: float = 120.0
     # --- allocators ----------------------------------------------------------------
-    #: kmalloc/kfree of a small object (slab fast path): ~100 cycles.
+    #: kmalloc/kfree of a small object (slab fast path): ~100 cycles (estimate).
     kmalloc: float = 45.0
-    #: alloc_page/__free_page (buddy fast path, per-CPU lists): ~250 cycles.
+    #: alloc_page/__free_page (buddy fast path, per-CPU lists): ~250 cycles (estimate).
     page_alloc: float = 110.0
-    #: Fixed cost of entering a kernel API function (call, checks, preempt count).
+    #: Fixed cost of entering a kernel API function (call, checks, preempt count):
+    #: ~50 cycles (estimate).
     call: float = 20.0
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -87,6 +116,7 @@ def _modern() -> CostModel:
     return CostModel(
         name="modern-x86",
         ghz=3.0,
+        sockets=2,
         cores_per_socket=16,
         mem_access=80.0,
         pte_write=30.0,

@@ -2,19 +2,43 @@
 
 Each acquire costs a locked operation, plus a cache-line transfer when another CPU
 (another socket: more) held the lock last. While the timing engine runs
-(``machine.timed``), a lock also has a release time: a CPU that wants it earlier
-spins until then, and that wait is charged to the CPU under the lock's own profile
-entry, e.g. ``_write_lock (vmlist_lock)``.
+(``machine.timed``), a lock also has hold times: a CPU that wants it while another
+holds it spins until the release, and that wait is charged to the CPU under the
+lock's own profile entry, e.g. ``_write_lock (vmlist_lock)``.
+
+Timed semantics (the engine runs each kernel call atomically, always on the CPU
+furthest behind in simulated time, see ``vmapsim.sim.engine``):
+
+- a hold is described by ``claim_at`` (when its holder asked for the lock: from then
+  on, later requests queue behind it) and ``free_at`` (its release);
+- a request at time t >= ``claim_at`` waits until ``free_at`` (FIFO order of
+  requests, as the ticket spinlocks of 2.6.25+ give);
+- a request at t < ``claim_at`` came earlier in simulated time than the recorded
+  hold -- whose holder's call merely ran first in Python, having started earlier but
+  reached the lock later -- so it takes the lock at t without waiting ("slips in").
+  Deviation: only the latest hold is remembered, so two such early requests do not
+  exclude each other; both are short (a few hundred ns) where this happens.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 from .machine import CPU, Machine
+
+#: Profile entries of lock waits are "<kind> (<lock name>)" with one of these kinds.
+LOCK_KINDS = ("_spin_lock", "_write_lock", "_read_lock", "mutex_lock")
+_WAIT_PREFIXES = tuple(f"{k} (" for k in LOCK_KINDS)
+
+
+def is_lock_wait(fn: str) -> bool:
+    """Whether a profile entry is a lock's wait (e.g. ``_write_lock (vmlist_lock)``)."""
+    return fn.startswith(_WAIT_PREFIXES)
 
 
 class _LockBase:
-    __slots__ = ("name", "machine", "owner", "free_at", "acquisitions", "contended",
-                 "wait_ns", "_fn", "_wait_fn")
+    __slots__ = ("name", "machine", "owner", "free_at", "claim_at", "acquisitions",
+                 "contended", "wait_ns", "_fn", "_wait_fn")
 
     kind = "_spin_lock"
 
@@ -23,13 +47,15 @@ class _LockBase:
         self.machine = machine
         self.owner: CPU | None = None  # CPU whose cache holds the line
         self.free_at = 0.0
+        self.claim_at = 0.0
         self.acquisitions = 0
         self.contended = 0
         self.wait_ns = 0.0
         self._fn = self.kind
         self._wait_fn = f"{self.kind} ({name})"
 
-    def _take(self, cpu: CPU, until: float, fn: str) -> None:
+    def _take(self, cpu: CPU, until: float, fn: str, wait_fn: str) -> None:
+        """Acquire: pay the locked op (+ the line transfer), spinning until ``until``."""
         m = self.machine
         c = m.cost
         cost = c.lock_acquire
@@ -38,13 +64,22 @@ class _LockBase:
             if owner is not None:
                 cost += c.line_transfer if owner.socket == cpu.socket else c.line_transfer_remote
             self.owner = cpu
-        if m.timed and until > cpu.clock:
-            wait = until - cpu.clock
+        if until > cpu.clock and m.timed:
+            # Spin until the holder's release; IPIs that reach this CPU meanwhile are
+            # handled during the spin (Machine.spin): their time comes out of the wait.
+            wait = m.spin(cpu, until, wait_fn)
             self.contended += 1
             self.wait_ns += wait
-            m.charge(cpu, self._wait_fn, wait)
+            m.lock_wait_ns += wait
         self.acquisitions += 1
         m.charge(cpu, fn, cost)
+
+    def _until(self, t: float) -> float:
+        """When a request at ``t`` may take the lock against the recorded hold."""
+        if t >= self.claim_at:
+            self.claim_at = t
+            return self.free_at
+        return 0.0  # earlier than the recorded holder's request: slips in before it
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, acquisitions={self.acquisitions})"
@@ -56,25 +91,27 @@ class SpinLock(_LockBase):
     __slots__ = ()
 
     def lock(self, cpu: CPU) -> None:
-        owner = self.owner
-        if owner is cpu and not self.machine.timed:
-            # fast path: uncontended, the line is already this CPU's
+        if self.owner is cpu and self.free_at <= cpu.clock:
+            # fast path: free, and the line is already this CPU's (this CPU released it
+            # last, so untimed runs always come here too)
             self.acquisitions += 1
             ns = self.machine.cost.lock_acquire
             cpu.clock += ns
             prof = cpu.prof
             prof[self._fn] = prof.get(self._fn, 0.0) + ns
             return
-        self._take(cpu, self.free_at, self._fn)
+        self._take(cpu, self._until(cpu.clock), self._fn, self._wait_fn)
 
     def trylock(self, cpu: CPU) -> bool:
-        if self.machine.timed and self.free_at > cpu.clock:
+        t = cpu.clock
+        if self.machine.timed and self.free_at > t and t >= self.claim_at:
             return False
-        self._take(cpu, 0.0, self._fn)
+        self._take(cpu, self._until(t) if self.machine.timed else 0.0, self._fn, self._wait_fn)
         return True
 
     def unlock(self, cpu: CPU) -> None:
-        self.free_at = cpu.clock
+        if cpu.clock > self.free_at:
+            self.free_at = cpu.clock
 
 
 class Mutex(SpinLock):
@@ -85,31 +122,65 @@ class Mutex(SpinLock):
 
 
 class RWLock(_LockBase):
-    """``rwlock_t``: readers share, a writer excludes readers and writers."""
+    """``rwlock_t``: readers share, a writer excludes readers and writers.
 
-    __slots__ = ("readers_free_at", "_read_fn", "_read_wait_fn")
+    The writers' hold is ``claim_at``/``free_at``; the readers' (all current readers
+    together) ``readers_claim_at``/``readers_free_at``.
+    """
+
+    __slots__ = ("readers_free_at", "readers_claim_at", "_read_fn", "_read_wait_fn", "_queue",
+                 "_herd_ns")
     kind = "_write_lock"
 
     def __init__(self, machine: Machine, name: str) -> None:
         super().__init__(machine, name)
         self.readers_free_at = 0.0
+        self.readers_claim_at = 0.0
         self._read_fn = "_read_lock"
         self._read_wait_fn = f"_read_lock ({name})"
+        #: grant times of the writers queued (timed runs): who still spins at a time
+        self._queue: deque[float] = deque()
+        # x86 rwlock_t is unfair: at each release every spinning writer retries its
+        # `lock subl` and, failing, its `lock addl` back -- two transfers of the lock's
+        # line per spinner before the next writer is through. A transfer between two
+        # CPUs picked at random costs the preset's mix of same- and cross-socket ones.
+        c = machine.cost
+        n = machine.ncpus
+        per = max(1, min(c.cores_per_socket, n))
+        if n > 1:
+            avg = ((per - 1) * c.line_transfer + (n - per) * c.line_transfer_remote) / (n - 1)
+        else:
+            avg = 0.0
+        self._herd_ns = 2.0 * avg
 
     def write_lock(self, cpu: CPU) -> None:
-        until = self.free_at if self.free_at > self.readers_free_at else self.readers_free_at
-        self._take(cpu, until, self._fn)
+        t = cpu.clock
+        until = self._until(t)
+        if t >= self.readers_claim_at and self.readers_free_at > until:
+            until = self.readers_free_at
+        if until > t and self.machine.timed:
+            q = self._queue
+            while q and q[0] <= t:
+                q.popleft()
+            # Deviation: the spinners at this writer's grant are those queued behind
+            # it, not yet known (their calls run later); the ones still queued ahead
+            # of it now stand in for them (a stationary queue).
+            until += len(q) * self._herd_ns
+            q.append(until)
+        self._take(cpu, until, self._fn, self._wait_fn)
 
     def write_unlock(self, cpu: CPU) -> None:
-        self.free_at = cpu.clock
+        if cpu.clock > self.free_at:
+            self.free_at = cpu.clock
 
     def read_lock(self, cpu: CPU) -> None:
-        wait_fn = self._wait_fn
-        self._wait_fn = self._read_wait_fn
-        try:
-            self._take(cpu, self.free_at, self._read_fn)
-        finally:
-            self._wait_fn = wait_fn
+        t = cpu.clock
+        until = self.free_at if t >= self.claim_at else 0.0
+        if self.readers_free_at <= t:
+            self.readers_claim_at = t  # a new group of readers
+        elif t < self.readers_claim_at:
+            self.readers_claim_at = t
+        self._take(cpu, until, self._read_fn, self._read_wait_fn)
 
     def read_unlock(self, cpu: CPU) -> None:
         if cpu.clock > self.readers_free_at:

@@ -14,6 +14,8 @@ the simulator O(1) per flush whatever the number of CPUs.
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_right
 from collections.abc import Sequence
 
 from ..errors import ConfigError, PageFault
@@ -27,7 +29,7 @@ class CPU:
     """One CPU: its clock (ns), its TLB, its profile, whether it is idle (halted)."""
 
     __slots__ = (
-        "id", "socket", "node", "clock", "tlb", "tlb_gen", "prof", "idle",
+        "id", "socket", "node", "clock", "tlb", "tlb_gen", "ipi_gen", "prof", "idle",
         "ipis_received", "tlb_misses",
     )
 
@@ -38,6 +40,8 @@ class CPU:
         self.clock = 0.0
         self.tlb: dict[int, Page] = {}
         self.tlb_gen = 0
+        #: global flushes whose IPI this CPU has handled (and paid for); <= tlb_gen
+        self.ipi_gen = 0
         self.prof: dict[str, float] = {}
         self.idle = True
         self.ipis_received = 0
@@ -75,6 +79,10 @@ class Machine:
         #: Non-default protections of present PTEs (PAGE_KERNEL is not stored).
         self.pte_prot: dict[int, int] = {}
         self.flush_gen = 0
+        #: Simulated send time of each global flush's IPIs (index = generation - 1),
+        #: kept non-decreasing; timed runs deliver a flush to a busy CPU only once its
+        #: clock has reached the send time.
+        self.flush_times = array("d")
         #: True while the timing engine runs: locks then make CPUs wait.
         self.timed = False
         self.nr_idle = cpus
@@ -86,6 +94,8 @@ class Machine:
         self.tlb_misses = 0
         self.pte_writes = 0
         self.pte_clears = 0
+        #: Total simulated ns CPUs spent waiting for locks (timed runs only).
+        self.lock_wait_ns = 0.0
 
     # -- accounting ------------------------------------------------------------------
     @staticmethod
@@ -116,7 +126,7 @@ class Machine:
         pte = self.pte
         rng = range(addr, addr + len(pages) * PAGE_SIZE, PAGE_SIZE)
         if pte.keys().isdisjoint(rng):
-            pte.update(zip(rng, pages))
+            pte.update(zip(rng, pages, strict=False))
             if prot != default_prot:
                 self.pte_prot.update(dict.fromkeys(rng, prot))
             n = len(rng)
@@ -158,16 +168,54 @@ class Machine:
 
     # -- TLB ---------------------------------------------------------------------------
     def sync(self, cpu: CPU) -> None:
-        """Deliver the global flushes (IPIs) ``cpu`` has not handled yet."""
-        missed = self.flush_gen - cpu.tlb_gen
-        if missed:
+        """Deliver the global flushes (IPIs) ``cpu`` has not handled yet.
+
+        O(log flushes) whatever the number of CPUs: a flush only bumps ``flush_gen``;
+        each CPU catches up here. Its TLB drops every flush done so far (``tlb_gen``):
+        flushing early is always safe, and the mm state this CPU sees may already be
+        the one after the flush. Its handler TIME (``ipi_gen``) is paid per flush,
+        if the CPU is busy (an idle CPU's handler time comes out of idle time); in a
+        timed run a busy CPU pays only for the IPIs sent by its own clock, later ones
+        wait until it gets there.
+        """
+        gen = self.flush_gen
+        if cpu.tlb_gen != gen:
             cpu.tlb.clear()
-            cpu.tlb_gen = self.flush_gen
-            cpu.ipis_received += missed
-            if not cpu.idle:
-                c = self.cost
-                # An idle CPU's handler time is taken out of idle time: not charged.
-                self.charge(cpu, "smp_call_function_interrupt", missed * (c.ipi_handle + c.flush_all_local))
+            cpu.tlb_gen = gen
+        missed = gen - cpu.ipi_gen
+        if missed <= 0:
+            return
+        if self.timed and not cpu.idle:
+            times = self.flush_times
+            if times[gen - 1] > cpu.clock:
+                gen = bisect_right(times, cpu.clock, cpu.ipi_gen, gen)
+                missed = gen - cpu.ipi_gen
+                if not missed:
+                    return
+        cpu.ipi_gen = gen
+        cpu.ipis_received += missed
+        if not cpu.idle:
+            c = self.cost
+            self.charge(cpu, "smp_call_function_interrupt", missed * (c.ipi_handle + c.flush_all_local))
+
+    def spin(self, cpu: CPU, until: float, fn: str) -> float:
+        """``cpu`` spins (interrupts enabled) until ``until``; returns the time charged to ``fn``.
+
+        IPIs sent before ``until`` are taken during the spin: their handler time is
+        charged as handler time and comes out of the spin (if the handlers outlast
+        it, the CPU finishes them first).
+        """
+        if cpu.ipi_gen != self.flush_gen:
+            clock = cpu.clock
+            cpu.clock = until  # deliver what was sent up to the end of the spin...
+            self.sync(cpu)
+            handled = cpu.clock - until
+            cpu.clock = clock + handled  # ...with the handlers' time inside the spin
+        wait = until - cpu.clock
+        if wait > 0:
+            self.charge(cpu, fn, wait)
+            return wait
+        return 0.0
 
     def translate(self, cpu: CPU, addr: int, fn: str = "touch") -> tuple[Page, bool]:
         """The Page ``cpu`` reaches at page-aligned ``addr``, and whether it came from its TLB.
@@ -210,14 +258,24 @@ class Machine:
         the slowest acknowledgement (an idle target first has to wake from halt).
         """
         c = self.cost
-        if cpu.tlb_gen != self.flush_gen:
+        if cpu.ipi_gen != self.flush_gen:
             self.sync(cpu)
+            if cpu.ipi_gen != self.flush_gen:
+                # IPIs sent later (in simulated time) by CPUs whose calls ran first:
+                # handled now, before this CPU sends its own (a little early).
+                clock = cpu.clock
+                cpu.clock = self.flush_times[-1]
+                self.sync(cpu)
+                cpu.clock = clock + (cpu.clock - self.flush_times[-1])
         cpu.tlb.clear()
         self.tlb_flushes += 1
         self.charge(cpu, fn, c.flush_all_local)
         targets = self.ncpus - 1
         self.flush_gen += 1
-        cpu.tlb_gen = self.flush_gen
+        cpu.tlb_gen = cpu.ipi_gen = self.flush_gen
+        times = self.flush_times
+        t = cpu.clock + c.ipi_call_setup
+        times.append(t if not times or t > times[-1] else times[-1])
         if targets:
             self.ipis += targets
             idle_targets = self.nr_idle - (1 if cpu.idle else 0)
@@ -235,21 +293,22 @@ class Machine:
         if cpu.tlb_gen != self.flush_gen:
             self.sync(cpu)
         tlb = cpu.tlb
-        get = tlb.get
-        pte = self.pte
-        out = []
+        rng = range(addr, addr + (count << 12), 4096)
+        out: list = list(map(tlb.get, rng))
         misses = 0
         fault = None
-        for a in range(addr, addr + (count << 12), 4096):
-            page = get(a)
-            if page is None:
-                misses += 1
-                page = pte.get(a)
-                if page is None:
-                    fault = a
-                    break
-                tlb[a] = page
-            out.append(page)
+        if None in out:  # TLB misses: walk the page table
+            pget = self.pte.get
+            for i, a in enumerate(rng):
+                if out[i] is None:
+                    page = pget(a)
+                    if page is None:
+                        fault = a
+                        del out[i:]
+                        break
+                    tlb[a] = page
+                    out[i] = page
+                    misses += 1
         c = self.cost
         ns = misses * c.tlb_miss + len(out) * c.touch
         cpu.clock += ns

@@ -77,3 +77,8 @@ def ALIGN(x: int, a: int) -> int:  # noqa: N802 - kernel macro name
 
 def PAGE_ALIGN(x: int) -> int:  # noqa: N802 - kernel macro name
     return (x + PAGE_SIZE - 1) & PAGE_MASK
+
+#: mm/vmalloc.c's guess at the vmalloc space, used only to size vmap blocks:
+#: 128 GiB on 64-bit (not the real range).
+VMALLOC_SPACE = 128 << 30
+VMALLOC_PAGES = VMALLOC_SPACE >> PAGE_SHIFT

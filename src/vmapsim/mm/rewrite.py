@@ -29,6 +29,7 @@ from .constants import (
     VM_LAZY_FREE,
     VM_LAZY_FREEING,
     VM_VM_AREA,
+    VMALLOC_PAGES,
     VMAP_BBMAP_BITS_MAX,
     VMAP_BBMAP_BITS_MIN,
     VMAP_MAX_ALLOC,
@@ -120,8 +121,9 @@ class Rewrite(Kernel, design="rewrite"):
         self.vm_unmap_aliases_2628 = bool(vm_unmap_aliases_2628)
         if nr_cpus_config < m.ncpus:
             raise ConfigError(f"nr_cpus_config ({nr_cpus_config}) < cpus ({m.ncpus})")
-        vmalloc_pages = (self.VMALLOC_END - self.VMALLOC_START) >> PAGE_SHIFT
-        bits = min(VMAP_BBMAP_BITS_MAX, max(VMAP_BBMAP_BITS_MIN, vmalloc_pages // nr_cpus_config // 16))
+        # VMALLOC_PAGES is VMALLOC_SPACE / PAGE_SIZE, a fixed guess of 128 GiB on 64-bit
+        # (not the real 32 TiB range), so NR_CPUS=8192 gives 256-page blocks as in 6.1.
+        bits = min(VMAP_BBMAP_BITS_MAX, max(VMAP_BBMAP_BITS_MIN, VMALLOC_PAGES // nr_cpus_config // 16))
         # Deviation: rounded down to a power of two, as ALIGN() to the block size needs one.
         bits = 1 << (bits.bit_length() - 1)
         self.VMAP_BBMAP_BITS = bits
@@ -240,10 +242,18 @@ class Rewrite(Kernel, design="rewrite"):
                     n = n.rb_left
                 else:
                     n = n.rb_right
-            while first is not None and addr + size > first.va_start and addr + size <= vend:  # type: ignore[attr-defined]
-                visits += 1
-                addr = (first.va_end + PAGE_SIZE + mask) & ~mask  # type: ignore[attr-defined]
-                first = rb_next(first)
+            if first is not None:
+                # rb_next() walk; vmap_area_list has the same order and is cheaper to follow
+                head = self.vmap_area_list
+                va = first
+                end = addr + size
+                while end > va.va_start and end <= vend:  # type: ignore[attr-defined]
+                    visits += 1
+                    addr = (va.va_end + PAGE_SIZE + mask) & ~mask  # type: ignore[attr-defined]
+                    end = addr + size
+                    va = va.list_next  # type: ignore[attr-defined]
+                    if va is head:
+                        break
             m.mem_access(cpu, "alloc_vmap_area", visits)
             if addr + size > vend or addr < vstart:
                 lock.unlock(cpu)
@@ -432,17 +442,17 @@ class Rewrite(Kernel, design="rewrite"):
         region = (1 << n) - 1
         bits = self.VMAP_BBMAP_BITS
         vbq = self.vmap_block_queue[cpu.id]
-        scan_ns = self.cost.cache_hit
         while True:
             for vb in vbq.free:
-                vb.lock.lock(cpu)
+                lk = vb.lock
+                lk.lock(cpu)
                 amap = vb.alloc_map
                 # bitmap_find_free_region(): first naturally aligned free region.
                 i = (vb.hint + n - 1) & ~(n - 1)
                 while i < bits and (amap >> i) & region:
                     i += n
                 # the kernel scans from bit 0: charge one region test per candidate
-                ns = ((i >> order) + 1) * scan_ns
+                ns = ((i >> order) + 1) * self.cost.cache_hit
                 cpu.clock += ns
                 prof = cpu.prof
                 prof["bitmap_find_free_region"] = prof.get("bitmap_find_free_region", 0.0) + ns
@@ -452,14 +462,14 @@ class Rewrite(Kernel, design="rewrite"):
                     if i == vb.hint:
                         vb.hint = (~amap & (amap + 1)).bit_length() - 1
                     vb.free -= n
-                    if vb.free == 0:
+                    if not vb.free:
                         vbq.lock.lock(cpu)
                         vbq.free.remove(vb)
                         vb.on_free_list = False
                         vbq.lock.unlock(cpu)
-                    vb.lock.unlock(cpu)
+                    lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
                     return vb.va.va_start + (i << PAGE_SHIFT)
-                vb.lock.unlock(cpu)
+                lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
             if self.new_vmap_block() is None:
                 return None
 
@@ -467,9 +477,9 @@ class Rewrite(Kernel, design="rewrite"):
         cpu = self._cpu
         n = 1 << (count - 1).bit_length()
         vb = self.vmap_block_tree[(addr - self._vb_base) // self.VMAP_BLOCK_SIZE]  # radix_tree_lookup
-        offset = (addr - vb.va.va_start) >> PAGE_SHIFT
-        vb.lock.lock(cpu)
-        bits = ((1 << n) - 1) << offset
+        bits = ((1 << n) - 1) << ((addr - vb.va.va_start) >> PAGE_SHIFT)
+        lk = vb.lock
+        lk.lock(cpu)
         vb.dirty_map |= bits
         vb.unflushed |= bits
         if not vb.dirty:
@@ -479,7 +489,7 @@ class Rewrite(Kernel, design="rewrite"):
             vbq.nr_dirty += 1
             vbq.lock.unlock(cpu)
         vb.dirty += n
-        vb.lock.unlock(cpu)
+        lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
         if vb.dirty == self.VMAP_BBMAP_BITS:
             assert not vb.free and not vb.on_free_list, "BUG_ON(vb->free || !list_empty(&vb->free_list))"
             self.free_vmap_block(vb)
@@ -487,7 +497,12 @@ class Rewrite(Kernel, design="rewrite"):
     def vm_map_ram(self, pages: Sequence[Page], count: int, node: int = -1,
                    prot: int = PAGE_KERNEL) -> int | None:
         """Map ``count`` pages; small counts come from this CPU's vmap_block."""
-        self._check_pages("vm_map_ram", pages, count)
+        if count.__class__ is not int or not 0 < count <= len(pages):
+            self._check_pages("vm_map_ram", pages, count)
+        pages = pages[:count]
+        for p in pages:
+            if p.__class__ is not Page or p._count <= 0:
+                self._check_pages("vm_map_ram", pages, count)
         if count <= VMAP_MAX_ALLOC:
             addr = self.vb_alloc(count)
             if addr is None:
@@ -500,7 +515,6 @@ class Rewrite(Kernel, design="rewrite"):
             addr = va.va_start
         self._ram_maps[addr] = count
         # vmap_page_range(), inlined on this hot path
-        pages = pages[:count]
         if self.machine.set_ptes(self._cpu, "vmap_page_range", addr, pages, prot, PAGE_KERNEL):
             self._record_partial_map(addr, pages)
             self.vm_unmap_ram(addr, count)
@@ -674,17 +688,17 @@ class Rewrite(Kernel, design="rewrite"):
             raise AssertionError("vmap_block_tree holds blocks no CPU owns")
         for addr, count in self._ram_maps.items():
             if count <= VMAP_MAX_ALLOC:
-                vb = self.vmap_block_tree.get(self.addr_to_vb_idx(addr))
-                if vb is None:
+                blk = self.vmap_block_tree.get(self.addr_to_vb_idx(addr))
+                if blk is None:
                     raise AssertionError(f"vm_map_ram mapping {addr:#x} has no block")
-                off = (addr - vb.va.va_start) >> PAGE_SHIFT
+                off = (addr - blk.va.va_start) >> PAGE_SHIFT
                 n = 1 << (count - 1).bit_length()
                 region = ((1 << n) - 1) << off
-                if vb.alloc_map & region != region or vb.dirty_map & region:
+                if blk.alloc_map & region != region or blk.dirty_map & region:
                     raise AssertionError(f"vm_map_ram mapping {addr:#x} not allocated or already dirty")
             else:
-                va = self._area_containing(addr)
-                if va is None or va.va_start != addr or va.flags & VM_LAZY_FREE:
+                area = self._area_containing(addr)
+                if area is None or area.va_start != addr or area.flags & VM_LAZY_FREE:
                     raise AssertionError(f"large vm_map_ram mapping {addr:#x} has no busy area")
 
     def _rb_first(self) -> RBNode | None:

@@ -1,0 +1,144 @@
+"""Speed and memory of the core model (issue 2), printed, never asserted in tests.
+
+    python benchmarks/bench_core.py            # full run (~1 min)
+    python benchmarks/bench_core.py --quick    # smaller counts
+
+Prints ops/s of the model's fast paths with 100 and with 100,000 live areas, the
+reference: a bare dict loop doing the same page-table steps (set the PTEs, fill a TLB,
+delete the PTEs), measured in the same run, and the ratio; and the Python heap per
+live vmap_area measured with tracemalloc at 100,000 live areas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import vmapsim  # noqa: E402
+from vmapsim import PAGE_SIZE  # noqa: E402
+
+
+def _kernel(live: int) -> tuple[vmapsim.Kernel, list]:
+    k = vmapsim.Kernel(cpus=8, mem_pages=1 << 20)
+    pages = [k.alloc_page() for _ in range(4)]
+    for _ in range(live):  # the live population: one-page address-space reservations
+        k.get_vm_area(PAGE_SIZE, vmapsim.VM_IOREMAP)
+    return k, pages
+
+
+def bench_vmalloc(k: vmapsim.Kernel, pages: list, n: int) -> None:
+    vmalloc, vfree = k.vmalloc, k.vfree
+    for _ in range(n):
+        vfree(vmalloc(PAGE_SIZE))
+
+
+def bench_vmap(k: vmapsim.Kernel, pages: list, n: int) -> None:
+    vmap, vunmap = k.vmap, k.vunmap
+    for _ in range(n):
+        vunmap(vmap(pages, 4))
+
+
+def bench_vm_map_ram(k: vmapsim.Kernel, pages: list, n: int) -> None:
+    vm_map_ram, touch, vm_unmap_ram = k.vm_map_ram, k.touch, k.vm_unmap_ram
+    for _ in range(n):
+        a = vm_map_ram(pages, 4)
+        touch(a, 4)
+        vm_unmap_ram(a, 4)
+
+
+def bare_dict_loop(n: int) -> None:
+    """The reference: map 4 pages into a dict page table, fill a dict TLB by touching
+    them, delete the PTEs; fresh addresses each time (as vm_map_ram hands out)."""
+    pt: dict[int, object] = {}
+    tlb: dict[int, object] = {}
+    pages = [object() for _ in range(4)]
+    addr = 0xFFFFC20000000000
+    for _ in range(n):
+        for i in range(4):
+            pt[addr + i * PAGE_SIZE] = pages[i]
+        for i in range(4):
+            a = addr + i * PAGE_SIZE
+            tlb[a] = pt[a]
+        for i in range(4):
+            del pt[addr + i * PAGE_SIZE]
+        addr += 4 * PAGE_SIZE
+        if len(tlb) > 32768:  # a flush now and then, as the model's purges do
+            tlb.clear()
+
+
+def rate(fn: Callable[[int], None], n: int, repeats: int) -> float:
+    """Median ops/s over ``repeats`` runs of ``n`` ops."""
+    out = []
+    for _ in range(repeats):
+        gc.collect()
+        t = time.perf_counter()
+        fn(n)
+        out.append(n / (time.perf_counter() - t))
+    return statistics.median(out)
+
+
+def heap_per_area(n: int) -> tuple[float, float]:
+    """Bytes of Python heap per live area: get_vm_area() (a vmap_area + vm_struct) and
+    vmap() of one page (plus its PTE and oracle entry)."""
+    k = vmapsim.Kernel(cpus=8, mem_pages=1 << 20)
+    pages = [k.alloc_page() for _ in range(n)]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(n):
+        k.get_vm_area(PAGE_SIZE, vmapsim.VM_IOREMAP)
+    gc.collect()
+    areas = (tracemalloc.get_traced_memory()[0] - before) / n
+    before = tracemalloc.get_traced_memory()[0]
+    for p in pages:
+        k.vmap([p], 1)
+    gc.collect()
+    vmaps = (tracemalloc.get_traced_memory()[0] - before) / n
+    tracemalloc.stop()
+    return areas, vmaps
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller counts")
+    args = ap.parse_args()
+    n = 5_000 if args.quick else 20_000
+    repeats = 3 if args.quick else 5
+    big = 20_000 if args.quick else 100_000
+    print(f"vmapsim {vmapsim.__version__}, Python {sys.version.split()[0]}; "
+          f"median of {repeats} runs of {n} ops")
+    print(f"{'operation':44s} {'live areas':>10s} {'ops':>7s} {'ops/s':>10s}")
+    for live in (100, big):
+        for name, fn, slow in (("vmalloc+vfree, 1 page", bench_vmalloc, True),
+                               ("vmap+vunmap, 4 pages", bench_vmap, True),
+                               ("vm_map_ram+touch+vm_unmap_ram, 4 pages", bench_vm_map_ram, False)):
+            k, pages = _kernel(live)
+            # 2.6.28's first fit walks every area below the first hole: O(live) per
+            # allocation in the kernel and in the model, so fewer ops at 100k.
+            ops = n // 20 if slow and live > 1000 else n
+            r = rate(lambda m, k=k, pages=pages, fn=fn: fn(k, pages, m), ops, repeats)
+            k.check()  # check() is off while timing, run once after
+            print(f"{name:44s} {live:>10d} {ops:>7d} {r:>10.0f}")
+    # the reference and the ratio, measured back to back in this run
+    ref = rate(bare_dict_loop, n, repeats)
+    k, pages = _kernel(100)
+    model = rate(lambda m: bench_vm_map_ram(k, pages, m), n, repeats)
+    print(f"{'bare dict loop (reference), 4 pages':44s} {'-':>10s} {ref:>10.0f}")
+    print(f"ratio vm_map_ram+touch+vm_unmap_ram / bare loop: {model:.0f} / {ref:.0f} = {model / ref:.2f}"
+          f" (target >= 0.40)")
+    areas, vmaps = heap_per_area(big)
+    print(f"heap per live area at {big} areas (tracemalloc): get_vm_area {areas:.0f} B, "
+          f"vmap of 1 page {vmaps:.0f} B (target <= 400 B per vmap_area)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``vmapsim`` command line (one module each, found automatically)."""

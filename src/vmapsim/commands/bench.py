@@ -1,0 +1,272 @@
+"""``vmapsim bench``: the seed's table (map+touch+unmap of 4 pages, N threads), simulated.
+
+By default: both designs at 1, 2, 4 and 8 threads on the 8-CPU ``opteron-2008``
+preset, printed beside the seed's figures with each cell's deviation and the speedup
+row. The one-thread cells are what the cost model was fitted to; every other cell is
+a prediction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from ..errors import ConfigError
+from ..hw.cost import PRESETS, get_preset
+from ..sim.run import SEED_TABLE, RunResult, machine_cpus
+from ..sim.run import run as simulate
+from ..sim.workload import WORKLOADS
+
+NAME = "bench"
+HELP = "the seed's benchmark table: ns per map+touch+unmap on N simulated CPUs, both designs"
+
+DESIGNS = ("legacy", "rewrite")
+
+
+def parse_threads(text: str) -> list[int]:
+    """``"1,2,4,8"`` -> [1, 2, 4, 8]; each 1..1024 (argparse type)."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            n = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"threads: {part!r} is not an integer") from None
+        if not 1 <= n <= 1024:
+            raise argparse.ArgumentTypeError(f"threads: {n} is out of range 1..1024")
+        out.append(n)
+    if not out:
+        raise argparse.ArgumentTypeError("threads: give at least one count, e.g. 1,2,4,8")
+    return sorted(set(out))
+
+
+def positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} must be positive")
+    return n
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """Options shared by bench and profile."""
+    p.add_argument("--workload", default="maptouch", choices=WORKLOADS,
+                   help="maptouch: the seed's benchmark (default); xfsdir: XFS directory buffers")
+    p.add_argument("--cpus", type=positive, default=None,
+                   help="CPUs of the machine (default: the preset's, or the thread count if larger)")
+    p.add_argument("--pages", type=positive, default=None,
+                   help="pages per mapping (default: 4 for maptouch, 16 for xfsdir)")
+    p.add_argument("--ops", type=positive, default=None,
+                   help="operations per thread (default: 12288 on the rewrite, 2048 on legacy)")
+    p.add_argument("--cost", default="opteron-2008", choices=sorted(PRESETS),
+                   help="cost-model preset (default opteron-2008: 2 sockets x 4 cores)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--design", default="both", choices=("legacy", "rewrite", "both"),
+                   help="which vmap layer: legacy (2.6.27), rewrite (2.6.28), both (default)")
+    p.add_argument("--threads", type=parse_threads, default=[1, 2, 4, 8],
+                   help="comma-separated thread counts, 1..1024 (default 1,2,4,8)")
+    add_common(p)
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--plot", metavar="FILE", default=None,
+                   help="draw ns/op against threads to FILE.png or FILE.svg")
+
+
+def default_pages(workload: str) -> int:
+    return 16 if workload == "xfsdir" else 4
+
+
+def seed_figure(r: RunResult, seed_cpus: int) -> float | None:
+    """The seed's ns/op for this cell, if the cell is one of the seed's."""
+    if (r.workload != "maptouch" or r.pages != 4 or r.cost != "opteron-2008"
+            or r.cpus != seed_cpus):
+        return None
+    return SEED_TABLE.get(r.design, {}).get(r.threads)
+
+
+def run_cells(designs: list[str], threads: list[int], args: argparse.Namespace,
+              quiet: bool = False) -> list[RunResult]:
+    """Run every (design, threads) cell with a rich progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    model = get_preset(args.cost)
+    cells = [(d, t) for d in designs for t in threads]
+    for _, t in cells:
+        if args.cpus is not None and args.cpus < t:
+            raise ConfigError(f"--cpus {args.cpus} is fewer than --threads {t}")
+    results = []
+    console = Console(stderr=True)
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=console, transient=True, disable=quiet) as progress:
+        task = progress.add_task("simulating", total=len(cells))
+        for d, t in cells:
+            progress.update(task, description=f"{d}, {t} thread{'s' if t > 1 else ''}")
+            results.append(simulate(d, t, cpus=args.cpus, pages=args.pages or default_pages(args.workload),
+                               ops=args.ops, cost=model, seed=args.seed, workload=args.workload))
+            progress.advance(task)
+    return results
+
+
+def result_json(r: RunResult, seed_cpus: int) -> dict[str, Any]:
+    d = r.as_json()
+    s = seed_figure(r, seed_cpus)
+    d["seed_ns_per_op"] = s
+    d["deviation"] = None if s is None else r.ns_per_op / s - 1.0
+    return d
+
+
+def _fmt_ns(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    con = Console()
+    if not con.is_terminal:
+        con = Console(width=150)  # piped / captured: do not squeeze the tables to 80 columns
+    return con
+
+
+def print_tables(results: list[RunResult], designs: list[str], threads: list[int],
+                 seed_cpus: int, wall: float) -> None:
+    from rich.table import Table
+
+    con = _console()
+    by = {(r.design, r.threads): r for r in results}
+    r0 = results[0]
+    con.print(f"simulated ns per operation: {r0.workload}, {r0.pages} pages, cost preset {r0.cost}")
+    t = Table()
+    t.add_column("")
+    for n in threads:
+        t.add_column(f"{n} thr" + (f" / {by[(designs[0], n)].cpus} cpu" if by[(designs[0], n)].cpus != seed_cpus else ""),
+                     justify="right")
+    for d in designs:
+        seeds = [seed_figure(by[(d, n)], seed_cpus) for n in threads]
+        has_seed = any(s is not None for s in seeds)
+        t.add_row(f"{d} (vmapsim)", *[_fmt_ns(by[(d, n)].ns_per_op) for n in threads],
+                  end_section=not has_seed)
+        if has_seed:
+            t.add_row(f"{d} (seed)", *["-" if s is None else _fmt_ns(s) for s in seeds])
+            devs = []
+            for n, s in zip(threads, seeds, strict=True):
+                if s is None:
+                    devs.append("-")
+                else:
+                    dev = by[(d, n)].ns_per_op / s - 1.0
+                    tag = " (fit)" if n == 1 else ""
+                    devs.append(f"{dev:+.1%}{tag}")
+            t.add_row(f"{d} deviation", *devs, end_section=True)
+    if "legacy" in designs and "rewrite" in designs:
+        t.add_row("speedup (vmapsim)",
+                  *[f"{by[('legacy', n)].ns_per_op / by[('rewrite', n)].ns_per_op:.1f}x" for n in threads])
+        seed_sp = []
+        for n in threads:
+            a = seed_figure(by[("legacy", n)], seed_cpus)
+            b = seed_figure(by[("rewrite", n)], seed_cpus)
+            seed_sp.append("-" if a is None or b is None else f"{a / b:.1f}x")
+        if any(x != "-" for x in seed_sp):
+            t.add_row("speedup (seed)", *seed_sp)
+    con.print(t)
+    if any(seed_figure(r, seed_cpus) is not None for r in results):
+        con.print("The one-thread cells are fitted (vmapsim.sim.fit); every other cell is a prediction.")
+    elif r0.workload == "xfsdir" and "legacy" in designs and "rewrite" in designs:
+        from ..workloads import xfsdir
+
+        for n in threads:
+            sp = by[("legacy", n)].ns_per_op / by[("rewrite", n)].ns_per_op
+            con.print(f"xfsdir at {n} threads: speedup {sp:.1f}x (prediction); the seed reported "
+                      f"{xfsdir.SEED_SPEEDUP:.0f}x on a 64-CPU machine")
+    con.print("per cell:")
+    dt = Table()
+    for col in ("design", "thr", "cpus", "ops/thr", "ns/op", "p99 ns", "IPI sent/op", "IPI recv/op",
+                "flushes", "purges", "lock wait/op", "wall s", "sim ops/s"):
+        dt.add_column(col, justify="left" if col == "design" else "right")
+    for r in results:
+        dt.add_row(r.design, str(r.threads), str(r.cpus), str(r.ops_per_thread), _fmt_ns(r.ns_per_op),
+                   _fmt_ns(r.p99_ns), f"{r.ipis_per_op:.3g}", f"{r.ipis_received_per_op:.3g}",
+                   str(r.flushes), str(r.purges), _fmt_ns(r.lock_wait_per_op), f"{r.wall_seconds:.2f}",
+                   f"{r.sim_ops_per_sec:,.0f}")
+    con.print(dt)
+    total_ops = sum(r.ops for r in results)
+    con.print(f"simulator: {total_ops:,} operations in {wall:.1f} s wall-clock "
+              f"({total_ops / wall if wall else 0:,.0f} simulated ops/s)")
+
+
+def plot(results: list[RunResult], designs: list[str], seed_cpus: int, path: str) -> None:
+    """ns/op against threads per design (and the seed's points), PNG or SVG."""
+    if not path.endswith((".png", ".svg")):
+        raise ConfigError(f"--plot {path!r}: the file name must end in .png or .svg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colours = {"legacy": "tab:red", "rewrite": "tab:blue"}
+    xs_all: list[int] = []
+    ys_all: list[float] = []
+    for d in designs:
+        rs = sorted((r for r in results if r.design == d), key=lambda r: r.threads)
+        xs = [r.threads for r in rs]
+        ys = [r.ns_per_op for r in rs]
+        xs_all += xs
+        ys_all += ys
+        ax.plot(xs, ys, "o-", color=colours.get(d), label=f"{d} (vmapsim)")
+        seed: list[tuple[int, float]] = []
+        for r in rs:
+            y = seed_figure(r, seed_cpus)
+            if y is not None:
+                seed.append((r.threads, y))
+        if seed:
+            ax.plot([x for x, _ in seed], [y for _, y in seed], "s--", color=colours.get(d),
+                    alpha=0.5, label=f"{d} (seed)")
+            ys_all += [y for _, y in seed]
+    if xs_all and max(xs_all) / min(xs_all) >= 8:
+        ax.set_xscale("log", base=2)
+    if ys_all and max(ys_all) / max(min(ys_all), 1e-9) >= 10:
+        ax.set_yscale("log")
+    ax.set_xticks(sorted(set(xs_all)))
+    ax.set_xticklabels([str(x) for x in sorted(set(xs_all))])
+    ax.set_xlabel("threads (one per CPU)")
+    ax.set_ylabel("ns per operation (simulated)")
+    r0 = results[0]
+    ax.set_title(f"{r0.workload}, {r0.pages} pages, {r0.cost}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    designs = list(DESIGNS) if args.design == "both" else [args.design]
+    try:
+        seed_cpus = machine_cpus(get_preset(args.cost))
+        t0 = time.perf_counter()
+        results = run_cells(designs, args.threads, args)
+        wall = time.perf_counter() - t0
+        if args.plot:
+            plot(results, designs, seed_cpus, args.plot)
+    except ConfigError as e:
+        print(f"vmapsim bench: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"results": [result_json(r, seed_cpus) for r in results],
+                          "wall_seconds": wall}, indent=2))
+    else:
+        print_tables(results, designs, args.threads, seed_cpus, wall)
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return 0

@@ -1,0 +1,99 @@
+"""``vmapsim profile``: a readprofile-style listing of where simulated time went.
+
+One line per kernel function (and per lock: a lock's wait is its own entry named
+after the lock, e.g. ``_write_lock (vmlist_lock)``), summed over every CPU: ticks
+(simulated time / --tick), the function, and its share of the total -- the shape of
+the seed's before/after profiles. IPI work appears as ``smp_call_function`` (the
+sender: ICR writes and the wait for every acknowledgement),
+``smp_call_function_interrupt`` (the receivers' handlers) and the flush function
+(``flush_tlb_kernel_range``); idle CPUs' time is ``default_idle``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import ConfigError
+from ..hw.cost import get_preset
+from ..hw.locks import is_lock_wait
+from ..sim.run import RunResult
+from ..sim.run import run as simulate
+from .bench import add_common, default_pages, positive
+
+NAME = "profile"
+HELP = "readprofile-style listing of simulated time per kernel function and lock"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--design", default="legacy", choices=("legacy", "rewrite"),
+                   help="which vmap layer (default legacy, the seed's 'before')")
+    p.add_argument("--threads", type=positive, default=8, help="threads, one per CPU (default 8)")
+    add_common(p)
+    p.add_argument("--top", type=positive, default=25, help="lines to list (default 25)")
+    p.add_argument("--tick", type=float, default=1000.0,
+                   help="simulated ns per tick (default 1000: one tick per microsecond)")
+    p.add_argument("--json", action="store_true", help="print the profile as JSON")
+
+
+def entries(r: RunResult) -> tuple[float, list[dict[str, float | str]]]:
+    """(total ns, [{"function", "ns", "share"}] sorted by ns, largest first)."""
+    total = sum(r.profile.values())
+    rows = sorted(r.profile.items(), key=lambda kv: (-kv[1], kv[0]))
+    return total, [{"function": fn, "ns": ns, "share": ns / total if total else 0.0}
+                   for fn, ns in rows if ns > 0]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.tick <= 0:
+        print("vmapsim profile: --tick must be positive", file=sys.stderr)
+        return 2
+    try:
+        if args.cpus is not None and args.cpus < args.threads:
+            raise ConfigError(f"--cpus {args.cpus} is fewer than --threads {args.threads}")
+        r = simulate(args.design, args.threads, cpus=args.cpus,
+                     pages=args.pages or default_pages(args.workload), ops=args.ops,
+                     cost=get_preset(args.cost), seed=args.seed, workload=args.workload)
+    except ConfigError as e:
+        print(f"vmapsim profile: {e}", file=sys.stderr)
+        return 2
+    total, rows = entries(r)
+    if args.json:
+        print(json.dumps({"design": r.design, "workload": r.workload, "threads": r.threads,
+                          "cpus": r.cpus, "ops": r.ops, "total_ns": total, "entries": rows}, indent=2))
+        return 0
+    print(f"# vmapsim profile: {r.design}, {r.workload}, {r.threads} threads on {r.cpus} CPUs, "
+          f"{r.ops_per_thread} ops/thread, {r.pages} pages, cost {r.cost}")
+    print(f"# simulated time summed over all CPUs; 1 tick = {args.tick:g} ns; "
+          f"normalised = share of the total")
+    tick = args.tick
+    print(f"{total / tick:>12.0f} {'total':<40} {1.0:.4f}")
+    for row in rows[:args.top]:
+        ns = float(row["ns"])
+        print(f"{ns / tick:>12.0f} {row['function']!s:<40} {float(row['share']):.4f}")
+    for line in seed_notes(r, total):
+        print(line)
+    return 0
+
+
+def lock_ipi_share(r: RunResult, total: float) -> float:
+    """Share of all time in lock waits and IPI/flush work."""
+    ipi = {"smp_call_function", "smp_call_function_interrupt", "flush_tlb_kernel_range", "flush_tlb_all"}
+    return sum(ns for fn, ns in r.profile.items() if is_lock_wait(fn) or fn in ipi) / total if total else 0.0
+
+
+def seed_notes(r: RunResult, total: float) -> list[str]:
+    """The seed's figures beside the model's, for the workloads the seed profiled."""
+    out = [f"# lock wait + IPI/flush work: {lock_ipi_share(r, total):.1%} of all simulated time"]
+    if r.workload == "xfsdir":
+        from ..workloads import xfsdir
+
+        if r.design == "legacy":
+            wl = r.profile.get("_write_lock (vmlist_lock)", 0.0) / total if total else 0.0
+            out.append(f"# _write_lock (vmlist_lock): {wl:.1%} of ticks (prediction); seed's before "
+                       f"profile, 64-CPU ia64: {xfsdir.SEED_BEFORE_WRITE_LOCK_SHARE:.1%}")
+        else:
+            out.append(f"# vmap layer: {xfsdir.vmap_share(r.profile):.2%} of non-idle time (other work "
+                       f"fitted to it); seed's after profile: {xfsdir.SEED_AFTER_VMAP_SHARE:.2%}")
+    return out

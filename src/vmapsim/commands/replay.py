@@ -1,0 +1,166 @@
+"""``vmapsim replay``: rebuild a /proc/vmallocinfo snapshot, or replay an ftrace trace,
+on the model and compare."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+NAME = "replay"
+HELP = "replay a real /proc/vmallocinfo snapshot or ftrace trace on the model and compare"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--vmallocinfo", metavar="FILE", help="a /proc/vmallocinfo snapshot (2.6.x or modern)")
+    src.add_argument("--trace", metavar="FILE", help="ftrace text output (vmalloc tracepoints or kprobes)")
+    p.add_argument("--before", metavar="FILE", help="vmallocinfo before the trace (default: "
+                   "vmallocinfo-before.txt beside the trace, if present)")
+    p.add_argument("--after", metavar="FILE", help="vmallocinfo after the trace (default: "
+                   "vmallocinfo-after.txt beside the trace, if present)")
+    p.add_argument("--no-snapshots", action="store_true", help="ignore vmallocinfo files beside the trace")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of stopping")
+    p.add_argument("--design", default="rewrite", help="rewrite (2.6.28) or legacy (2.6.27)")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs of the model (default: the trace's, or 2)")
+    p.add_argument("--block-pages", default="auto",
+                   help="vmap block size in pages: auto (the capture's, else Linux 6.1's 256), "
+                        "model (the design's own default) or a power of two 128..1024")
+    p.add_argument("--follow-purges", action="store_true",
+                   help="also purge the model where the traced kernel purged")
+    p.add_argument("--no-vmallocinfo", action="store_true", help="do not print the model's vmallocinfo")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def _sibling(path: str, name: str) -> str | None:
+    cand = os.path.join(os.path.dirname(os.path.abspath(path)), name)
+    return cand if os.path.exists(cand) else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import VmapError
+    from ..workloads import InputFormatError
+
+    try:
+        if args.vmallocinfo:
+            return _run_snapshot(args)
+        return _run_trace(args)
+    except InputFormatError as e:
+        print(f"vmapsim replay: {e}", file=sys.stderr)
+        print("(use --skip-bad to skip malformed lines)", file=sys.stderr)
+        return 1
+    except VmapError as e:
+        print(f"vmapsim replay: {e}", file=sys.stderr)
+        return 1
+
+
+def _bad_lines(bad: list[Any], what: str) -> list[str]:
+    if not bad:
+        return []
+    out = [f"skipped {len(bad)} malformed line(s) of {what}:"]
+    out += [f"  {e}" for e in bad[:5]]
+    if len(bad) > 5:
+        out.append(f"  ... and {len(bad) - 5} more")
+    return out
+
+
+def _run_snapshot(args: argparse.Namespace) -> int:
+    from ..workloads import vmallocinfo as vi
+
+    snap = vi.read_vmallocinfo(args.vmallocinfo, args.skip_bad)
+    kw: dict[str, Any] = {}
+    if args.design == "rewrite" and args.block_pages == "model":
+        kw["nr_cpus_config"] = 64  # the design's default NR_CPUS
+    elif args.design == "rewrite" and args.block_pages != "auto":
+        kw["nr_cpus_config"] = _nr_cpus(int(args.block_pages), args.cpus or 2)
+    k = vi.kernel_for(snap, args.design, args.cpus or 2, **kw)
+    rep = vi.rebuild(k, snap)
+    k.check()
+    text = vi.render_modern(k)
+    captured = vi.summarize(snap)
+    model = vi.model_summary(k)
+    cmp = vi.compare(snap, vi.parse_vmallocinfo(text, "<model>"))
+    if args.json:
+        print(json.dumps({"file": snap.path, "format": snap.fmt, "hashed": snap.hashed,
+                          "bad_lines": [str(e) for e in snap.bad], "rebuilt": len(rep.placed),
+                          "not_modelled": dict(rep.skipped), "partly_modelled": dict(rep.notes),
+                          "captured": captured, "model": model, "compare": cmp,
+                          "vmallocinfo": None if args.no_vmallocinfo else text}, indent=1))
+        return 0
+    print(f"{snap.path}: {len(snap.areas)} areas, {snap.fmt} format"
+          + (", hashed addresses" if snap.hashed else ""))
+    for line in _bad_lines(snap.bad, snap.path) + rep.lines():
+        print(line)
+    if not args.no_vmallocinfo:
+        print("\nthe model's /proc/vmallocinfo:")
+        sys.stdout.write(text)
+    print("\nsummary            captured     model")
+    for kind, (c, m) in cmp["by_kind"].items():
+        print(f"  {kind:14s} {c:10d} {m:9d}")
+    print(f"  {'pages':14s} {captured['pages']:10d} {model['pages']:9d}")
+    print(f"  {'lazy pages':14s} {captured['lazy_pages']:10d} {model['lazy_pages']:9d}")
+    if "largest_gap" in captured:
+        print(f"  {'largest gap':14s} {captured['largest_gap']:#10x} (between its areas)")
+    print(f"  model: {model['pages_mapped']} pages mapped (PTEs), largest free gap "
+          f"{model['largest_gap']:#x} bytes")
+    return 0
+
+
+def _nr_cpus(bits: int, cpus: int) -> int:
+    from ..errors import ConfigError
+    from ..mm.constants import PAGE_SIZE
+    from ..mm.vmalloc import Kernel
+    from ..workloads.vmallocinfo import nr_cpus_config_for
+
+    probe = Kernel(cpus=cpus, mem_pages=16)
+    n = nr_cpus_config_for((probe.VMALLOC_END - probe.VMALLOC_START) // PAGE_SIZE, bits, cpus)
+    if n is None:
+        raise ConfigError(f"--block-pages must be auto, model or a power of two in 128..1024, got {bits}")
+    return n
+
+
+def _run_trace(args: argparse.Namespace) -> int:
+    from ..workloads import replay as rp
+    from ..workloads import trace as tr
+    from ..workloads import vmallocinfo as vi
+
+    before_path = args.before or (None if args.no_snapshots else _sibling(args.trace, "vmallocinfo-before.txt"))
+    after_path = args.after or (None if args.no_snapshots else _sibling(args.trace, "vmallocinfo-after.txt"))
+    # parse everything before the model is touched
+    trace = tr.read_trace(args.trace, args.skip_bad)
+    before = vi.read_vmallocinfo(before_path, args.skip_bad) if before_path else None
+    after = vi.read_vmallocinfo(after_path, args.skip_bad) if after_path else None
+    if args.cpus:
+        trace.nr_cpus = max(trace.nr_cpus, args.cpus)
+    bp: int | str = args.block_pages if args.block_pages in ("auto", "model") else int(args.block_pages)
+    k, res = rp.replay_trace(trace, args.design, before, after, bp, args.follow_purges)
+    if args.json:
+        d = res.to_dict()
+        d["trace"] = {"file": trace.path, "lines": trace.lines, "events": trace.events,
+                      "forms": sorted(trace.forms), "bad_lines": [str(e) for e in trace.bad],
+                      "lost_events": trace.lost_events, "unfinished_calls": trace.unfinished}
+        d["before"], d["after_file"] = before_path, after_path
+        if not args.no_vmallocinfo:
+            d["vmallocinfo"] = res.vmallocinfo
+        print(json.dumps(d, indent=1, default=str))
+        return 0 if res.check_ok else 1
+    print(f"{trace.path}: {trace.lines} lines, {trace.events} events ({', '.join(sorted(trace.forms)) or 'none'}), "
+          f"{trace.nr_cpus} CPUs")
+    if before_path or after_path:
+        print(f"snapshots: before={before_path or '-'} after={after_path or '-'}")
+    out = _bad_lines(trace.bad, trace.path)
+    for snap in (before, after):
+        if snap is not None:
+            out += _bad_lines(snap.bad, snap.path)
+    if trace.lost_events:
+        out.append(f"warning: the trace lost {trace.lost_events} events (ring buffer overrun)")
+    if trace.unfinished:
+        out.append(f"{trace.unfinished} calls still open at the end of the trace (not replayed)")
+    for line in out + res.report():
+        print(line)
+    if not args.no_vmallocinfo:
+        print("\nthe model's /proc/vmallocinfo after the replay:")
+        sys.stdout.write(res.vmallocinfo)
+    return 0 if res.check_ok else 1

@@ -1,0 +1,199 @@
+"""The vmap layer the 2008 rewrite replaced: Linux 2.6.27's ``mm/vmalloc.c``.
+
+- ``vmlist``: a singly linked list of ``vm_struct``s sorted by address, the only
+  record of the vmalloc space. ``__get_vm_area_node`` walks it from the head for the
+  first gap that fits (the guard page is part of the size; VM_IOREMAP areas are
+  aligned as in the shared layer) and links the new area in.
+- ``vmlist_lock``: one rwlock, taken for WRITE on every allocation and every free;
+  lookups (``find_vm_area``) take it for read.
+- ``remove_vm_area``: under the write lock, walks to the area, clears its PTEs and
+  does the global TLB flush (``flush_tlb_kernel_range`` -> an IPI to every other CPU,
+  waiting for every acknowledgement) before it unlinks the area and unlocks. Nothing
+  is deferred, so there is no purge and nothing for ``vm_unmap_aliases`` to do.
+- There is no ``vm_map_ram``/``vm_unmap_ram`` (the shared layer's stubs raise
+  UnsupportedError); every mapping is a ``vmap``.
+
+The list is the base class's ``_vmlist`` (a Python list kept in step with the
+``next`` links): the model bisects it to find its place quickly but charges a cache
+miss for every node the kernel's linear walk would visit.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+from .constants import PAGE_SIZE
+from .vmalloc import Kernel, vm_struct
+
+#: printk of 2.6.27's __get_vm_area_node when no gap fits.
+ALLOC_FAILED_MSG = "allocation failed: out of vmalloc space - use vmalloc=<size> to increase size."
+
+
+class vm_area_view:  # noqa: N801 - mirrors vmap_area's field names
+    """What ``vmap_areas()`` returns for the legacy design: one busy vm_struct.
+
+    2.6.27 has no ``vmap_area``; this read-only view gives a vm_struct the fields the
+    API promises (``va_end`` includes the guard page, as a 2.6.28 vmap_area's does).
+    """
+
+    __slots__ = ("va_start", "va_end", "flags", "vm")
+
+    def __init__(self, vm: vm_struct) -> None:
+        self.va_start = vm.addr
+        self.va_end = vm.addr + vm.size
+        self.flags = vm.flags
+        self.vm = vm
+
+    def __repr__(self) -> str:
+        return f"vm_area_view({self.va_start:#x}-{self.va_end:#x}, flags={self.flags:#x})"
+
+
+class Legacy(Kernel, design="legacy"):
+    """Linux 2.6.27's vmap layer (see the module docstring)."""
+
+    #: Nothing is ever freed lazily in 2.6.27 (kept so both designs share the API).
+    vmap_lazy_nr = 0
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        #: Start addresses of areas freed and not handed out again (the model's, to
+        #: tell a double free from a bad address).
+        self._freed: set[int] = set()
+
+    # -- the list walk ----------------------------------------------------------------
+    def get_vm_area_node__(self, size: int, flags: int, start: int, end: int, node: int,
+                           gfp_mask: int, caller: str, align: int = 1) -> vm_struct | None:
+        """__get_vm_area_node(): first fit on vmlist under write_lock(&vmlist_lock)."""
+        align = self._area_align(size, flags) if align == 1 else align
+        size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if not size:
+            return None
+        m = self.machine
+        cpu = self._cpu
+        m.charge(cpu, "kmalloc", self.cost.kmalloc)  # kmalloc_node(sizeof(*area))
+        size += PAGE_SIZE  # We always allocate a guard page.
+        mask = align - 1
+        addr = (start + mask) & ~mask
+        lock = self.vmlist_lock
+        lock.write_lock(cpu)
+        lst = self._vmlist
+        n = len(lst)
+        # Nodes below addr cannot hold the gap: the kernel still walks through them
+        # (charged), only the one that may straddle addr can move it.
+        i = bisect_left(self._vmlist_addrs, addr)
+        if i:
+            i -= 1
+        visited = i
+        ok = True
+        while i < n:
+            tmp = lst[i]
+            visited += 1
+            t_addr = tmp.addr
+            if t_addr < addr:
+                if t_addr + tmp.size >= addr:
+                    addr = (t_addr + tmp.size + mask) & ~mask
+                i += 1
+                continue
+            if size + addr <= t_addr:
+                break  # found: link before tmp
+            addr = (t_addr + tmp.size + mask) & ~mask
+            if addr > end - size:
+                ok = False
+                break
+            i += 1
+        else:
+            if addr > end - size:
+                ok = False
+        m.mem_access(cpu, "__get_vm_area_node", visited)
+        if not ok:
+            lock.write_unlock(cpu)
+            m.charge(cpu, "kfree", self.cost.kmalloc)
+            m.warn(ALLOC_FAILED_MSG)
+            return None
+        area = vm_struct(addr, size, flags, caller)
+        self.vmlist_link(area)  # the walk above found the place: not charged twice
+        if self._freed:
+            self._freed.discard(addr)
+        lock.write_unlock(cpu)
+        return area
+
+    def _index_of(self, addr: int) -> int:
+        """Index of the vm_struct starting at ``addr`` on vmlist, or -1."""
+        i = bisect_left(self._vmlist_addrs, addr)
+        if i < len(self._vmlist_addrs) and self._vmlist_addrs[i] == addr:
+            return i
+        return -1
+
+    def find_vm_area(self, addr: int) -> vm_struct | None:
+        """find_vm_area(): __find_vm_area's walk under read_lock(&vmlist_lock)."""
+        cpu = self._cpu
+        lock = self.vmlist_lock
+        lock.read_lock(cpu)
+        i = self._index_of(addr)
+        self.machine.mem_access(cpu, "__find_vm_area", i + 1 if i >= 0 else len(self._vmlist))
+        lock.read_unlock(cpu)
+        return self._vmlist[i] if i >= 0 else None
+
+    def remove_vm_area(self, addr: int) -> vm_struct | None:
+        """remove_vm_area(): walk, unmap, GLOBAL FLUSH, unlink, all under the write lock."""
+        m = self.machine
+        cpu = self._cpu
+        lock = self.vmlist_lock
+        lock.write_lock(cpu)
+        i = self._index_of(addr)
+        m.mem_access(cpu, "remove_vm_area", i + 1 if i >= 0 else len(self._vmlist))
+        if i < 0:
+            lock.write_unlock(cpu)
+            return None
+        area = self._vmlist[i]
+        # unmap_vm_area(): unmap_kernel_range(addr, area->size) -- the guard page
+        # included -- which ends in flush_tlb_kernel_range(), i.e. flush_tlb_all() on
+        # x86: a local flush plus an IPI to every other CPU, waiting for all of them.
+        self.unmap_kernel_range(area.addr, area.size)
+        self.vmlist_unlink(area)
+        area.size -= PAGE_SIZE  # Remove the guard page.
+        self._freed.add(addr)
+        lock.write_unlock(cpu)
+        return area
+
+    def _was_freed(self, addr: int) -> bool:
+        return addr in self._freed
+
+    def vm_unmap_aliases(self) -> None:
+        """No-op: 2.6.27 flushes at every vunmap, so no alias is ever deferred."""
+        self.machine.charge(self._cpu, "vm_unmap_aliases", self.cost.call)
+
+    # -- inspection and checks ---------------------------------------------------------
+    def vmap_areas(self) -> list[vm_area_view]:
+        """Every busy area (a view of each vm_struct on vmlist), in address order."""
+        return [vm_area_view(v) for v in self._vmlist]
+
+    def _reserved(self, addr: int) -> bool:
+        return False  # nothing is held back: a freed range is unmapped and flushed at once
+
+    def _check_design(self) -> None:
+        lst = self._vmlist
+        # the next chain from the head reaches every node exactly once, in order
+        seen = 0
+        v = self.vmlist
+        while v is not None:
+            if seen >= len(lst) or lst[seen] is not v:
+                raise AssertionError(f"vmlist chain out of step with the list at node {seen}")
+            seen += 1
+            v = v.next
+        if seen != len(lst):
+            raise AssertionError(f"vmlist chain has {seen} nodes, the list {len(lst)}")
+        lo, hi = self.VMALLOC_START, self.VMALLOC_END
+        for v in lst:
+            if v.size < 2 * PAGE_SIZE or (v.addr | v.size) & (PAGE_SIZE - 1):
+                raise AssertionError(f"vm_struct at {v.addr:#x} has bad size {v.size:#x} (guard page missing?)")
+            if v.addr < lo or v.addr + v.size - 1 > hi:
+                raise AssertionError(f"vm_struct at {v.addr:#x} lies outside VMALLOC_START..END")
+            guard = v.addr + v.size - PAGE_SIZE
+            if guard in self.machine.pte:
+                raise AssertionError(f"guard page of {v.addr:#x} is mapped")
+            if v.addr in self._freed:
+                raise AssertionError(f"live area {v.addr:#x} is also recorded as freed")
+        if self.vmap_lazy_nr:
+            raise AssertionError("legacy design has lazily freed pages")

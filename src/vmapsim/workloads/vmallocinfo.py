@@ -1,0 +1,681 @@
+"""/proc/vmallocinfo: parse real snapshots, rebuild their population on the model, and
+print the model's state in the modern format.
+
+Formats read (one area per line, ``0x<start>-0x<end> <size>`` first, size in bytes
+including the guard page):
+
+- 2.6.x: ``caller pages=N phys=<hex> ioremap vmalloc vmap user vpages N<node>=<n>``
+  (``phys=`` without ``0x``);
+- modern (4.x-6.x): the same words plus ``dma-coherent``, ``phys=0x<16 hex>``, lines
+  ``... <size> vm_map_ram`` for vmap blocks and ``... <size> unpurged vm_area`` for
+  lazily freed areas (printed after the busy ones);
+- hashed addresses (``%p`` hashing, ``kptr_restrict``): detected when the printed
+  ``end - start`` never equals the size; the areas are then laid out in file order,
+  adjacent where the kernel printed the same hash for one area's end and the next
+  one's start (the same pointer), one page apart otherwise.
+
+Everything is parsed (and every bad line reported as ``FILE:LINE: expected ...``)
+before anything is applied to a Kernel.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError, VmapError
+from ..mm.constants import (
+    GFP_KERNEL,
+    PAGE_KERNEL,
+    PAGE_SIZE,
+    VM_ALLOC,
+    VM_IOREMAP,
+    VM_LAZY_FREE,
+    VM_LAZY_FREEING,
+    VM_MAP,
+    VM_USERMAP,
+    VM_VM_AREA,
+    VM_VPAGES,
+    VMALLOC_PAGES,
+    VMAP_MAX_ALLOC,
+)
+from ..mm.vmalloc import Kernel, vm_struct
+from . import InputFormatError
+
+GIB = 1 << 30
+
+#: The words vmallocinfo prints for vm_struct flags; 0 = printed by modern kernels,
+#: not modelled by vmapsim (reported as such when rebuilding).
+KIND_WORDS: dict[str, int] = {
+    "ioremap": VM_IOREMAP,
+    "vmalloc": VM_ALLOC,
+    "vmap": VM_MAP,
+    "user": VM_USERMAP,
+    "dma-coherent": 0,
+    "vpages": VM_VPAGES,
+    "sparse": 0,
+}
+_WORD_ORDER = ("ioremap", "vmalloc", "vmap", "user", "dma-coherent", "vpages", "sparse")
+
+_HEAD_RE = re.compile(r"0x([0-9a-fA-F]+)-0x([0-9a-fA-F]+)\s+(\d+)(?:\s+(.*?))?\s*$")
+_NODE_RE = re.compile(r"N(\d+)=(\d+)$")
+_PHYS_RE = re.compile(r"phys=(0x)?([0-9a-fA-F]+)$")
+_PAGES_RE = re.compile(r"pages=(\d+)$")
+
+_ATTR_EXPECTED = ("pages=<n>, phys=<addr>, one of " + "/".join(_WORD_ORDER)
+                  + ", or N<node>=<pages> after the caller")
+
+
+@dataclass(slots=True)
+class Area:
+    """One line of /proc/vmallocinfo."""
+
+    lineno: int
+    start: int
+    end: int
+    size: int
+    kind: str  # "vm" (a vm_struct), "unpurged" (lazily freed), "vm_map_ram" (a vmap block)
+    caller: str = ""
+    pages: int | None = None
+    phys: int | None = None
+    words: tuple[str, ...] = ()
+    nodes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def flags(self) -> int:
+        f = 0
+        for w in self.words:
+            f |= KIND_WORDS[w]
+        return f
+
+    @property
+    def label(self) -> str:
+        """The area's kind for summaries: vmalloc, vmap, ioremap, ... or unpurged/vm_map_ram."""
+        if self.kind != "vm":
+            return self.kind
+        for w in ("vmalloc", "vmap", "ioremap"):
+            if w in self.words:
+                return w
+        return self.words[0] if self.words else "other"
+
+
+@dataclass
+class Snapshot:
+    """A parsed /proc/vmallocinfo: the areas (file order), the bad lines skipped."""
+
+    path: str
+    areas: list[Area]
+    bad: list[InputFormatError]
+    hashed: bool
+    fmt: str  # "2.6", "modern" or "either"
+    lines: int = 0
+
+
+def _bad(path: str, lineno: int, expected: str, line: str) -> InputFormatError:
+    return InputFormatError(path, lineno, expected, line)
+
+
+def _parse_line(path: str, lineno: int, line: str) -> Area:
+    m = _HEAD_RE.match(line)
+    if m is None:
+        raise _bad(path, lineno, "'0x<start>-0x<end> <size>' followed by the area's description", line)
+    start, end, size = int(m.group(1), 16), int(m.group(2), 16), int(m.group(3))
+    if size <= 0 or size % PAGE_SIZE:
+        raise _bad(path, lineno, f"a size that is a positive multiple of {PAGE_SIZE}", line)
+    rest = m.group(4) or ""
+    if rest == "unpurged vm_area":
+        return Area(lineno, start, end, size, "unpurged")
+    if rest == "vm_map_ram":
+        return Area(lineno, start, end, size, "vm_map_ram")
+    tokens = rest.split()
+    a = Area(lineno, start, end, size, "vm")
+    i = 0
+    if tokens and not _is_attr(tokens[0]):
+        a.caller = tokens[0]
+        i = 1
+        if i < len(tokens) and tokens[i].startswith("[") and tokens[i].endswith("]"):
+            a.caller += " " + tokens[i]  # %pS of a module symbol: "sym+0x1/0x2 [mod]"
+            i += 1
+    words: list[str] = []
+    for t in tokens[i:]:
+        if t in KIND_WORDS:
+            if t in words:
+                raise _bad(path, lineno, f"{t!r} at most once", line)
+            words.append(t)
+            continue
+        pm = _PAGES_RE.match(t)
+        if pm:
+            if a.pages is not None:
+                raise _bad(path, lineno, "pages= at most once", line)
+            a.pages = int(pm.group(1))
+            continue
+        ph = _PHYS_RE.match(t)
+        if ph:
+            if a.phys is not None:
+                raise _bad(path, lineno, "phys= at most once", line)
+            a.phys = int(ph.group(2), 16)
+            continue
+        nm = _NODE_RE.match(t)
+        if nm:
+            node = int(nm.group(1))
+            if node in a.nodes:
+                raise _bad(path, lineno, f"N{node}= at most once", line)
+            a.nodes[node] = int(nm.group(2))
+            continue
+        raise _bad(path, lineno, _ATTR_EXPECTED + f" (not {t!r})", line)
+    a.words = tuple(words)
+    if a.nodes:
+        if a.pages is None:
+            raise _bad(path, lineno, "pages=<n> before the N<node>=<pages> counts", line)
+        if sum(a.nodes.values()) != a.pages:
+            raise _bad(path, lineno, f"N<node>= counts summing to pages={a.pages}", line)
+    if a.pages is not None and a.pages > size // PAGE_SIZE:
+        raise _bad(path, lineno, f"pages= at most the area's {size // PAGE_SIZE} pages", line)
+    return a
+
+
+def _is_attr(t: str) -> bool:
+    return t in KIND_WORDS or t.startswith(("pages=", "phys=")) or _NODE_RE.match(t) is not None
+
+
+def parse_vmallocinfo(lines: Iterable[str] | str, path: str = "<vmallocinfo>",
+                      skip_bad: bool = False) -> Snapshot:
+    """Parse a whole snapshot. A bad line raises InputFormatError (the first one, in
+    line order) unless ``skip_bad``, which drops and counts it (``Snapshot.bad``)."""
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    areas: list[Area] = []
+    bad: list[InputFormatError] = []
+    texts: dict[int, str] = {}
+    n = 0
+    for n, line in enumerate(lines, 1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        try:
+            a = _parse_line(path, n, line)
+        except InputFormatError as e:
+            if not skip_bad:
+                raise
+            bad.append(e)
+            continue
+        areas.append(a)
+        texts[n] = line
+    real = sum(1 for a in areas if a.end - a.start == a.size)
+    hashed = bool(areas) and real * 2 < len(areas)
+    errors: list[InputFormatError] = []
+    if not hashed:
+        for a in areas:
+            if a.end - a.start != a.size:
+                errors.append(_bad(path, a.lineno, "end - start equal to the size (the other lines "
+                                   "of this file have real addresses)", texts[a.lineno]))
+            elif a.start % PAGE_SIZE:
+                errors.append(_bad(path, a.lineno, "page-aligned addresses", texts[a.lineno]))
+        dropped = {e.lineno for e in errors}
+        last_end, last_line = -1, 0
+        for a in sorted((a for a in areas if a.lineno not in dropped), key=lambda a: (a.start, a.lineno)):
+            if a.start < last_end:
+                ln = max(a.lineno, last_line)
+                errors.append(_bad(path, ln, f"an area not overlapping the one on line "
+                                   f"{min(a.lineno, last_line)}", texts[ln]))
+                dropped.add(ln)
+                if ln == a.lineno:
+                    continue
+            last_end, last_line = a.end, a.lineno
+    if errors:
+        errors.sort(key=lambda e: e.lineno)
+        if not skip_bad:
+            raise errors[0]
+        bad.extend(errors)
+        gone = {e.lineno for e in errors}
+        areas = [a for a in areas if a.lineno not in gone]
+        bad.sort(key=lambda e: e.lineno)
+    modern = hashed or any(a.kind != "vm" or "dma-coherent" in a.words for a in areas) or any(
+        a.phys is not None and "phys=0x" in texts.get(a.lineno, "") for a in areas)
+    old = any(a.phys is not None and "phys=0x" not in texts.get(a.lineno, "") for a in areas)
+    fmt = "modern" if modern and not old else "2.6" if old and not modern else "either"
+    return Snapshot(path, areas, bad, hashed, fmt, n)
+
+
+def read_vmallocinfo(path: str, skip_bad: bool = False) -> Snapshot:
+    """Read and parse a snapshot file (``cat /proc/vmallocinfo > FILE`` as root)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return parse_vmallocinfo(f, path, skip_bad)
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+
+
+# -- summaries ------------------------------------------------------------------------
+def largest_gap(ranges: list[tuple[int, int]], lo: int | None = None, hi: int | None = None) -> int:
+    """Largest free stretch between sorted, non-overlapping [start, end) ranges (and the
+    bounds ``lo``/``hi`` when given)."""
+    rs = sorted(ranges)
+    best = 0
+    cur = lo if lo is not None else (rs[0][0] if rs else 0)
+    for s, e in rs:
+        if s > cur:
+            best = max(best, s - cur)
+        cur = max(cur, e)
+    if hi is not None and hi > cur:
+        best = max(best, hi - cur)
+    return best
+
+
+def summarize(snap: Snapshot | list[Area]) -> dict[str, Any]:
+    """Areas and bytes by kind, pages (pages=), lazy pages (unpurged), largest gap."""
+    areas = snap.areas if isinstance(snap, Snapshot) else snap
+    by_kind = Counter(a.label for a in areas)
+    bytes_by_kind: Counter[str] = Counter()
+    for a in areas:
+        bytes_by_kind[a.label] += a.size
+    out: dict[str, Any] = {
+        "areas": len(areas),
+        "by_kind": dict(sorted(by_kind.items())),
+        "bytes_by_kind": dict(sorted(bytes_by_kind.items())),
+        "pages": sum(a.pages or 0 for a in areas),
+        "lazy_pages": sum(a.size for a in areas if a.kind == "unpurged") // PAGE_SIZE,
+    }
+    if not (isinstance(snap, Snapshot) and snap.hashed) and areas:
+        out["largest_gap"] = largest_gap([(a.start, a.end) for a in areas])
+    return out
+
+
+def size_profile(snap: Snapshot | list[Area]) -> Counter[tuple[str, int]]:
+    """Multiset of (kind, size): what two populations have in common, address-free."""
+    areas = snap.areas if isinstance(snap, Snapshot) else snap
+    return Counter((a.label, a.size) for a in areas)
+
+
+def compare(captured: Snapshot | list[Area], model: Snapshot | list[Area]) -> dict[str, Any]:
+    """Counts by kind side by side and the share of (kind, size) pairs in common."""
+    c, m = summarize(captured), summarize(model)
+    kinds = sorted(set(c["by_kind"]) | set(m["by_kind"]))
+    pc, pm = size_profile(captured), size_profile(model)
+    common = sum((pc & pm).values())
+    return {
+        "by_kind": {k: (c["by_kind"].get(k, 0), m["by_kind"].get(k, 0)) for k in kinds},
+        "bytes_by_kind": {k: (c["bytes_by_kind"].get(k, 0), m["bytes_by_kind"].get(k, 0)) for k in kinds},
+        "kind_size_common": common,
+        "kind_size_captured": sum(pc.values()),
+        "kind_size_model": sum(pm.values()),
+    }
+
+
+# -- the model's state in the modern format ----------------------------------------------
+def _area_vm(a: Any) -> vm_struct | None:
+    vm = getattr(a, "vm", None)
+    if isinstance(vm, vm_struct):
+        return vm
+    if a.flags & VM_VM_AREA and isinstance(getattr(a, "private", None), vm_struct):
+        return a.private  # type: ignore[no-any-return]
+    return None
+
+
+def _is_lazy(a: Any) -> bool:
+    return hasattr(a, "private") and bool(a.flags & (VM_LAZY_FREE | VM_LAZY_FREEING))
+
+
+def _is_ram(k: Kernel, a: Any) -> bool:
+    priv = getattr(a, "private", None)
+    if type(priv).__name__ == "vmap_block":
+        return True
+    return a.va_start in getattr(k, "_ram_maps", ())
+
+
+def vm_line(v: vm_struct, nodes: int) -> str:
+    """One vm_struct as a modern kernel prints it (``%pK`` shown unhashed, ``phys=%pa``)."""
+    s = f"0x{v.addr:016x}-0x{v.addr + v.size:016x} {v.size:7d}"
+    if v.caller:
+        s += " " + v.caller
+    if v.nr_pages:
+        s += f" pages={v.nr_pages}"
+    if v.phys_addr:
+        s += f" phys=0x{v.phys_addr:016x}"
+    f = v.flags
+    if f & VM_IOREMAP:
+        s += " ioremap"
+    if f & VM_ALLOC:
+        s += " vmalloc"
+    if f & VM_MAP:
+        s += " vmap"
+    if f & VM_USERMAP:
+        s += " user"
+    if f & VM_VPAGES:
+        s += " vpages"
+    if v.nr_pages and v.pages:
+        counts = [0] * nodes
+        for p in v.pages[:v.nr_pages]:
+            counts[p.node] += 1
+        s += "".join(f" N{n}={c}" for n, c in enumerate(counts) if c)
+    return s
+
+
+def render_modern(k: Kernel) -> str:
+    """The model's /proc/vmallocinfo in the modern format: busy areas in address order
+    (vm_structs, then ``vm_map_ram`` for vmap blocks and large vm_map_ram areas), then an
+    ``unpurged vm_area`` line per lazily freed area, as s_show()/show_purge_info() do.
+
+    Deviation from 6.1: the kernel coalesces adjacent lazy areas in its purge tree before
+    printing; 2.6.28 (the model) keeps them apart, so there is one line per freed area.
+    """
+    nodes = k.machine.mem.nodes
+    out: list[str] = []
+    lazy: list[Any] = []
+    for a in k.vmap_areas():
+        if _is_lazy(a):
+            lazy.append(a)
+            continue
+        vm = _area_vm(a)
+        if vm is not None:
+            out.append(vm_line(vm, nodes))
+        elif _is_ram(k, a):
+            out.append(f"0x{a.va_start:016x}-0x{a.va_end:016x} {a.va_end - a.va_start:7d} vm_map_ram")
+    for a in lazy:
+        out.append(f"0x{a.va_start:016x}-0x{a.va_end:016x} {a.va_end - a.va_start:7d} unpurged vm_area")
+    return "".join(line + "\n" for line in out)
+
+
+def model_summary(k: Kernel) -> dict[str, Any]:
+    """summarize() of the model's modern vmallocinfo plus the model's own counters."""
+    snap = parse_vmallocinfo(render_modern(k), "<model>")
+    s = summarize(snap)
+    s["pages_mapped"] = len(k.machine.pte)
+    s["lazy_pages"] = int(getattr(k, "vmap_lazy_nr", 0))
+    s["largest_gap"] = largest_gap([(a.va_start, a.va_end) for a in k.vmap_areas()],
+                                   k.VMALLOC_START, k.VMALLOC_END + 1)
+    return s
+
+
+# -- rebuilding a population on the model ----------------------------------------------
+def nr_cpus_config_for(k_vmalloc_pages: int, bits: int, cpus: int) -> int | None:
+    """The ``nr_cpus_config`` that makes the rewrite design's VMAP_BBMAP_BITS == ``bits``.
+
+    Both the kernel and the model derive VMAP_BBMAP_BITS from VMALLOC_SPACE (a fixed
+    128 GiB guess on 64-bit): pass ``VMALLOC_PAGES``. None if impossible.
+    """
+    if bits & (bits - 1) or not 2 * VMAP_MAX_ALLOC <= bits <= 1024:
+        return None
+
+    def bits_for(n: int) -> int:
+        b = min(1024, max(2 * VMAP_MAX_ALLOC, k_vmalloc_pages // n // 16))
+        return 1 << (b.bit_length() - 1)
+
+    n = max(cpus, k_vmalloc_pages // (16 * bits))
+    for cand in (n, n - 1, n + 1, max(cpus, n // 2)):
+        if cand >= cpus and bits_for(cand) == bits:
+            return cand
+    return None
+
+
+@dataclass
+class RebuildReport:
+    """What rebuild() did: placed areas, what it could not model and why."""
+
+    placed: dict[int, int] = field(default_factory=dict)  # snapshot line -> model address
+    by_kind: Counter[str] = field(default_factory=Counter)
+    exact: int = 0  # placed at the snapshot's (rebased) address
+    laid_out: int = 0  # placed in order (hashed addresses)
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> areas
+    notes: Counter[str] = field(default_factory=Counter)  # partial modelling -> areas
+    purges: int = 0
+    kernel_base: int | None = None
+    held_pages: list[Any] = field(default_factory=list)
+    lazy: dict[int, Any] = field(default_factory=dict)  # line -> vmap_area freed lazily
+
+    def lines(self) -> list[str]:
+        out = [f"rebuilt {sum(self.by_kind.values())} areas: "
+               + ", ".join(f"{k} {v}" for k, v in sorted(self.by_kind.items()))]
+        if self.kernel_base is not None:
+            out.append(f"addresses rebased from the capture's {self.kernel_base:#x} to the model's "
+                       f"VMALLOC_START; {self.exact} at their exact offset")
+        if self.laid_out:
+            out.append(f"{self.laid_out} areas laid out in file order (hashed addresses: gaps unknown)")
+        for reason, n in sorted(self.skipped.items()):
+            out.append(f"not modelled: {n} x {reason}")
+        for note, n in sorted(self.notes.items()):
+            out.append(f"partly modelled: {n} x {note}")
+        if self.purges:
+            out.append(f"the model purged {self.purges} times while rebuilding (lazy pages over lazy_max_pages)")
+        return out
+
+
+def _layout_hashed(snap: Snapshot, base: int, block: int) -> dict[int, int]:
+    """Addresses for a hashed snapshot: file order; equal hashes mean adjacency."""
+    out: dict[int, int] = {}
+    cur = base
+    prev_end_hash: int | None = None
+    for group in (("vm", "vm_map_ram"), ("unpurged",)):
+        for a in snap.areas:
+            if a.kind not in group:
+                continue
+            addr = cur if a.start == prev_end_hash else cur + PAGE_SIZE
+            if a.kind == "vm_map_ram" and block:
+                addr = (addr + block - 1) // block * block
+            out[a.lineno] = addr
+            cur = addr + a.size
+            prev_end_hash = a.end
+        cur += PAGE_SIZE
+        prev_end_hash = None
+    return out
+
+
+def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = None,
+            hashed: bool | None = None, cpu: int = 0) -> RebuildReport:
+    """Recreate the areas of a snapshot on ``k`` (which may already hold areas).
+
+    Real addresses are rebased from ``kernel_base`` (default: the lowest area rounded
+    down to 1 GiB, the alignment of x86_64's randomized vmalloc base) to
+    ``k.VMALLOC_START``. All placements are planned and checked (free range, memory)
+    before the first is applied. vm_structs come from ``get_vm_area_node__`` at their
+    exact range; pages from their node (``N<n>=``); ``unpurged vm_area`` lines become
+    lazily freed vmap_areas; ``vm_map_ram`` lines become full vmap blocks holding one
+    live page (vmallocinfo does not say how full a block is).
+    """
+    areas = snap.areas if isinstance(snap, Snapshot) else list(snap)
+    if hashed is None:
+        hashed = snap.hashed if isinstance(snap, Snapshot) else False
+    rep = RebuildReport()
+    has_lazy = hasattr(k, "alloc_vmap_area") and hasattr(k, "free_unmap_vmap_area")
+    block = int(getattr(k, "VMAP_BLOCK_SIZE", 0))
+    nodes = k.machine.mem.nodes
+    existing = sorted((a.va_start, a.va_end) for a in k.vmap_areas())
+    lo, hi = k.VMALLOC_START, k.VMALLOC_END + 1
+    if hashed:
+        top = max((e for _, e in existing), default=lo - PAGE_SIZE)
+        where = _layout_hashed(snap if isinstance(snap, Snapshot) else Snapshot("", areas, [], True, ""),
+                               top, block)
+    else:
+        if kernel_base is None:
+            kernel_base = min((a.start for a in areas), default=0) & ~(GIB - 1)
+        rep.kernel_base = kernel_base
+        where = {a.lineno: a.start - kernel_base + lo for a in areas}
+
+    import bisect
+
+    starts = [s for s, _ in existing]
+
+    def clashes(addr: int, size: int) -> bool:
+        # an existing area clashes if it overlaps, or ends less than a page before addr:
+        # the model's allocator keeps that gap after every area it skips.
+        i = bisect.bisect_right(starts, addr + size - 1)
+        return i > 0 and existing[i - 1][1] + PAGE_SIZE > addr
+
+    plan: list[tuple[int, Area]] = []
+    need = 0
+    for a in areas:
+        addr = where[a.lineno]
+        reason = None
+        if addr < lo or addr + a.size > hi:
+            reason = "area outside the model's vmalloc space (e.g. module space)"
+        elif clashes(addr, a.size):
+            reason = "range already busy in the model"
+        elif a.kind == "unpurged" and not has_lazy:
+            reason = f"unpurged area (design {k.design!r} has no lazy freeing)"
+        elif a.kind == "vm_map_ram":
+            if not block:
+                reason = f"vm_map_ram block (design {k.design!r} has no vmap blocks)"
+            elif a.size != block:
+                reason = f"vm_map_ram block of {a.size} bytes (the model's blocks are {block})"
+            elif addr % block:
+                reason = "vm_map_ram block not aligned to the model's block size"
+        elif a.kind == "vm" and a.size < 2 * PAGE_SIZE:
+            reason = "one-page vm area (no room for the guard page the model always adds)"
+        elif a.kind == "vm" and any(n >= nodes for n in a.nodes):
+            reason = f"pages on a NUMA node the model lacks ({nodes} nodes)"
+        if reason:
+            rep.skipped[reason] += 1
+            continue
+        if a.kind == "vm":
+            if a.flags & VM_ALLOC and a.pages:
+                need += a.pages
+            elif a.flags & VM_MAP and not a.flags & VM_ALLOC:
+                need += a.pages or a.size // PAGE_SIZE - 1
+        elif a.kind == "vm_map_ram":
+            need += VMAP_MAX_ALLOC
+        plan.append((addr, a))
+    if need > k.nr_free_pages():
+        raise ConfigError(f"rebuilding needs {need} pages, the model has {k.nr_free_pages()} free")
+    purges0 = k.purges
+    old_cpu = k.this_cpu.id
+    k.set_cpu(cpu)
+    try:
+        plan.sort(key=lambda p: -p[0])  # descending: see _place_vm
+        for addr, a in plan:
+            ok = _place(k, a, addr, rep)
+            if ok:
+                rep.placed[a.lineno] = addr
+                rep.by_kind[a.label] += 1
+                if hashed:
+                    rep.laid_out += 1
+                else:
+                    rep.exact += 1
+        for line in sorted(rep.lazy, key=lambda ln: rep.placed[ln]):
+            k.free_unmap_vmap_area(rep.lazy[line])  # type: ignore[attr-defined]
+    finally:
+        k.set_cpu(old_cpu)
+    rep.purges = k.purges - purges0
+    return rep
+
+
+def _place(k: Kernel, a: Area, addr: int, rep: RebuildReport) -> bool:
+    """Apply one planned placement. Areas are placed from the highest address down: the
+    model's 2.6.28 allocator refuses to put a new area right after a busy one (its
+    one-page gap), while modern kernels (no gap) pack areas back to back; placed in
+    descending order every snapshot area lands on its own range."""
+    if a.kind == "unpurged":
+        va = k.alloc_vmap_area(a.size, PAGE_SIZE, addr, addr + a.size, -1)  # type: ignore[attr-defined]
+        if va is None or va.va_start != addr:
+            raise VmapError(f"rebuild: the model refused the planned range {addr:#x} (line {a.lineno})")
+        rep.lazy[a.lineno] = va
+        return True
+    if a.kind == "vm_map_ram":
+        return _place_block(k, a, addr, rep)
+    flags = a.flags
+    area = k.get_vm_area_node__(a.size - PAGE_SIZE, flags, addr, addr + a.size, -1, GFP_KERNEL,
+                                a.caller, align=PAGE_SIZE)
+    if area is None or area.addr != addr:
+        raise VmapError(f"rebuild: the model refused the planned range {addr:#x} (line {a.lineno})")
+    if a.phys:
+        area.phys_addr = a.phys
+    for w in a.words:
+        if not KIND_WORDS[w]:
+            rep.notes[f"'{w}' flag (not modelled)"] += 1
+    if flags & VM_VPAGES:
+        # Deviation: the page array's own area cannot be told apart in the snapshot.
+        area.flags &= ~VM_VPAGES
+        rep.notes["vpages: page array area not identified, flag dropped"] += 1
+    if flags & VM_ALLOC and a.pages:
+        counts = a.nodes or {-1: a.pages}
+        pages = []
+        for node, n in sorted(counts.items()):
+            for _ in range(n):
+                p = k._alloc_page(node, GFP_KERNEL)
+                assert p is not None, "memory was checked before applying"
+                pages.append(p)
+        area.pages = pages
+        area.nr_pages = len(pages)
+        if k.vmap_page_range_(addr, pages, PAGE_KERNEL):
+            raise VmapError(f"rebuild: mapping the pages of line {a.lineno} failed")
+    elif flags & VM_MAP:
+        n = a.pages or a.size // PAGE_SIZE - 1
+        node = next(iter(a.nodes), -1)
+        user = [k.alloc_page(node) for _ in range(n)]
+        assert all(p is not None for p in user)
+        k.vmap_page_range_(addr, user, PAGE_KERNEL)  # type: ignore[arg-type]
+        rep.held_pages.extend(user)
+        if a.pages:
+            area.pages = user  # type: ignore[assignment]
+            area.nr_pages = n
+    elif a.pages:
+        rep.notes["pages= on a non-vmalloc, non-vmap area (pages not modelled)"] += 1
+    return True
+
+
+def _place_block(k: Kernel, a: Area, addr: int, rep: RebuildReport) -> bool:
+    """A vmap block at ``addr``: vm_map_ram() creates it there (its new_vmap_block()
+    searches from VMALLOC_START, pointed at ``addr`` for the one call), then mappings
+    fill it and all but a one-page mapping are unmapped again."""
+    bits = k.VMAP_BBMAP_BITS  # type: ignore[attr-defined]
+    held = [k.alloc_page() for _ in range(VMAP_MAX_ALLOC)]
+    maps: list[tuple[int, int]] = []
+    saved = k.VMALLOC_START
+    k.VMALLOC_START = addr
+    try:
+        first = k.vm_map_ram(held, VMAP_MAX_ALLOC)  # type: ignore[arg-type]
+    finally:
+        k.VMALLOC_START = saved
+    ok = first is not None and addr <= first < addr + a.size
+    if first is not None:
+        maps.append((first, VMAP_MAX_ALLOC))
+    left = bits - VMAP_MAX_ALLOC
+    counts: list[int] = []
+    while left > VMAP_MAX_ALLOC:
+        counts.append(VMAP_MAX_ALLOC)
+        left -= VMAP_MAX_ALLOC
+    c = VMAP_MAX_ALLOC // 2
+    while left and c:
+        if left - c >= 1 and c <= left:
+            counts.append(c)
+            left -= c
+        c //= 2
+    counts += [1] * left
+    if ok:
+        for c in counts:
+            m = k.vm_map_ram(held, c)  # type: ignore[arg-type]
+            if m is None or not addr <= m < addr + a.size:
+                ok = False
+                if m is not None:
+                    maps.append((m, c))
+                break
+            maps.append((m, c))
+    keep = maps[-1] if ok else None
+    for m, c in maps:
+        if (m, c) != keep:
+            k.vm_unmap_ram(m, c)
+    for i, p in enumerate(held):
+        if ok and i == 0:
+            rep.held_pages.append(p)
+        else:
+            k.free_page(p)  # type: ignore[arg-type]
+    if not ok:
+        rep.skipped["vm_map_ram block (CPU already had a partly used block)"] += 1
+    return ok
+
+
+def kernel_for(snap: Snapshot, design: str = "rewrite", cpus: int = 2, **kw: Any) -> Kernel:
+    """A Kernel sized for ``snap``: its NUMA nodes, enough memory, and (rewrite design)
+    vmap blocks of the snapshot's vm_map_ram size when it shows any."""
+    nodes = 1 + max((n for a in snap.areas for n in a.nodes), default=0)
+    pages = sum(a.pages or 0 for a in snap.areas) + sum(a.size for a in snap.areas if a.kind == "vm") // PAGE_SIZE
+    kw.setdefault("nodes", nodes)
+    kw.setdefault("mem_pages", max(262144, 2 * pages) // nodes * nodes)
+    blocks = {a.size for a in snap.areas if a.kind == "vm_map_ram"}
+    if design == "rewrite" and len(blocks) == 1 and "nr_cpus_config" not in kw:
+        n = nr_cpus_config_for(VMALLOC_PAGES, blocks.pop() // PAGE_SIZE, cpus)
+        if n is not None:
+            kw["nr_cpus_config"] = n
+    return Kernel(cpus=cpus, design=design, **kw)

@@ -1,0 +1,101 @@
+"""``vmapsim bench`` and ``vmapsim profile`` on tiny runs: tables, JSON schema, plots, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vmapsim.cli import main
+
+RESULT_KEYS = {"design", "threads", "cpus", "pages", "ns_per_op", "p99_ns", "ipis_per_op",
+               "ipis_received_per_op", "flushes", "purges", "lock_wait_per_op", "wall_seconds",
+               "sim_ops_per_sec", "seed_ns_per_op", "deviation"}
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bench_json_default_cells(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(capsys, "bench", "--ops", "12", "--json")
+    assert set(out) == {"results", "wall_seconds"} and out["wall_seconds"] > 0
+    cells = [(r["design"], r["threads"]) for r in out["results"]]
+    assert cells == [(d, t) for d in ("legacy", "rewrite") for t in (1, 2, 4, 8)]
+    for r in out["results"]:
+        assert RESULT_KEYS <= set(r)
+        assert r["cpus"] == 8 and r["pages"] == 4 and r["ops_per_thread"] == 12
+        assert r["ns_per_op"] > 0 and r["p99_ns"] >= 0
+        assert r["seed_ns_per_op"] is not None
+        assert r["deviation"] == pytest.approx(r["ns_per_op"] / r["seed_ns_per_op"] - 1)
+    legacy = {r["threads"]: r for r in out["results"] if r["design"] == "legacy"}
+    assert legacy[4]["ipis_per_op"] == pytest.approx(7.0)
+
+
+def test_bench_cpus_follow_threads(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(capsys, "bench", "--design", "rewrite", "--threads", "1,16", "--ops", "5", "--json")
+    assert [(r["threads"], r["cpus"]) for r in out["results"]] == [(1, 8), (16, 16)]
+    assert all(r["seed_ns_per_op"] is None or r["threads"] == 1 for r in out["results"])
+    out = run_json(capsys, "bench", "--design", "legacy", "--threads", "2", "--cpus", "4",
+                   "--pages", "2", "--ops", "5", "--json")
+    (r,) = out["results"]
+    assert (r["cpus"], r["pages"], r["seed_ns_per_op"]) == (4, 2, None)
+    assert r["ipis_per_op"] == pytest.approx(3.0)
+
+
+def test_bench_table_shows_seed_deviation_and_speedup(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--ops", "10", "--threads", "1,8"]) == 0
+    out = capsys.readouterr().out
+    for text in ("legacy (vmapsim)", "legacy (seed)", "70,631", "rewrite deviation", "speedup (seed)",
+                 "24.4x", "(fit)", "sim ops/s"):
+        assert text in out, text
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg"])
+def test_bench_plot_written(tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str) -> None:
+    path = tmp_path / f"bench{suffix}"
+    assert main(["bench", "--ops", "5", "--threads", "1,2", "--plot", str(path)]) == 0
+    assert path.stat().st_size > 1000
+    head = path.read_bytes()[:64]
+    assert head.startswith(b"\x89PNG") if suffix == ".png" else b"<svg" in path.read_bytes()[:2000] or b"<?xml" in head
+
+
+def test_bench_rejects_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["bench", "--threads", "0"])
+    with pytest.raises(SystemExit):
+        main(["bench", "--threads", "2000"])
+    with pytest.raises(SystemExit):
+        main(["bench", "--threads", "a,b"])
+    with pytest.raises(SystemExit):
+        main(["bench", "--cost", "nope"])
+    assert main(["bench", "--threads", "4", "--cpus", "2", "--ops", "3"]) == 2
+    assert "--cpus 2" in capsys.readouterr().err
+    assert main(["bench", "--ops", "3", "--threads", "1", "--plot", str(tmp_path / "x.gif")]) == 2
+    assert ".png or .svg" in capsys.readouterr().err
+
+
+def test_profile_json_schema_and_order(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_json(capsys, "profile", "--design", "legacy", "--threads", "8", "--ops", "40", "--json")
+    assert {"design", "workload", "threads", "total_ns", "entries"} <= set(out)
+    assert (out["design"], out["workload"], out["threads"]) == ("legacy", "maptouch", 8)
+    ns = [e["ns"] for e in out["entries"]]
+    assert ns == sorted(ns, reverse=True)
+    assert sum(ns) == pytest.approx(out["total_ns"])
+    assert sum(e["share"] for e in out["entries"]) == pytest.approx(1.0)
+    assert out["entries"][0]["function"] == "_write_lock (vmlist_lock)"
+    names = {e["function"] for e in out["entries"]}
+    assert {"smp_call_function", "smp_call_function_interrupt", "flush_tlb_kernel_range"} <= names
+
+
+def test_profile_listing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "--design", "rewrite", "--threads", "2", "--ops", "30", "--top", "5"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("#")]
+    assert len(lines) == 6  # total + 5
+    ticks, fn, share = lines[0].split()
+    assert fn == "total" and float(share) == 1.0
+    rows = [ln.split() for ln in lines[1:]]
+    assert [float(r[0]) for r in rows] == sorted((float(r[0]) for r in rows), reverse=True)
+    assert main(["profile", "--threads", "4", "--cpus", "2", "--ops", "2"]) == 2

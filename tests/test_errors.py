@@ -1,0 +1,317 @@
+"""Bad input and misuse: a clear error naming what was wrong, and nothing lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import take_pages
+from vmapsim import (
+    PAGE_SIZE,
+    VM_ALLOC,
+    VM_IOREMAP,
+    BadAddressError,
+    BadPageError,
+    ConfigError,
+    DoubleFreeError,
+    Kernel,
+    PageFault,
+    VmapError,
+)
+
+P = PAGE_SIZE
+
+
+def snapshot(k: Kernel) -> tuple:
+    """Everything a refused call must leave as it was."""
+    return (k.nr_free_pages(), k.vmallocinfo(), dict(k.machine.pte),
+            [(v.va_start, v.va_end, v.flags) for v in k.vmap_areas()])
+
+
+@pytest.mark.parametrize("who", ["vfree", "vunmap"])
+def test_free_of_unknown_address(kernel: Kernel, who: str) -> None:
+    k = kernel
+    a = k.vmalloc(2 * P)
+    assert a is not None
+    before = snapshot(k)
+    for bad in (a + P, a + 100 * P, 0x1000):
+        with pytest.raises(BadAddressError) as ei:
+            getattr(k, who)(bad)
+        assert not isinstance(ei.value, DoubleFreeError)
+        assert str(ei.value) == f"Trying to {who}() nonexistent vm area ({bad:#x})"
+        assert k.warnings[-1] == str(ei.value)
+    assert snapshot(k) == before
+    k.check()
+
+
+@pytest.mark.parametrize("who", ["vfree", "vunmap"])
+def test_free_of_unaligned_address(kernel: Kernel, who: str) -> None:
+    k = kernel
+    a = k.vmalloc(2 * P)
+    assert a is not None
+    before = snapshot(k)
+    with pytest.raises(BadAddressError, match=r"Trying to v(free|unmap)\(\) bad address \(0x"):
+        getattr(k, who)(a + 8)
+    assert k.warnings[-1] == f"Trying to {who}() bad address ({a + 8:#x})"
+    assert snapshot(k) == before
+    k.check()
+
+
+def test_double_vfree(kernel: Kernel) -> None:
+    k = kernel
+    a = k.vmalloc(3 * P)
+    assert a is not None
+    k.vfree(a)
+    before = snapshot(k)
+    with pytest.raises(DoubleFreeError, match=f"Trying to vfree\\(\\) nonexistent vm area \\({a:#x}\\)"):
+        k.vfree(a)
+    assert snapshot(k) == before
+    k.check()
+
+
+def test_double_vunmap(kernel: Kernel) -> None:
+    k = kernel
+    pages = take_pages(k, 2)
+    a = k.vmap(pages, 2)
+    assert a is not None
+    k.vunmap(a)
+    with pytest.raises(DoubleFreeError):
+        k.vunmap(a)
+    k.check()
+
+
+def test_double_free_after_purge_is_still_refused() -> None:
+    k = Kernel(cpus=2, mem_pages=256, design="rewrite")
+    a = k.vmalloc(P)
+    assert a is not None
+    k.vfree(a)
+    k.vm_unmap_aliases()  # the area is gone from the tree
+    with pytest.raises(BadAddressError, match="nonexistent vm area"):
+        k.vfree(a)
+    k.check()
+
+
+def test_vfree_null_is_a_noop(kernel: Kernel) -> None:
+    k = kernel
+    assert k.vmalloc(P) is not None
+    before = snapshot(k)
+    k.vfree(None)
+    k.vfree(0)
+    k.vunmap(None)
+    k.vunmap(0)
+    assert snapshot(k) == before and not k.warnings
+    k.check()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda k: k.vmalloc("4096"),
+        lambda k: k.vmalloc(4096.0),
+        lambda k: k.vmalloc(None),
+        lambda k: k.vmalloc_user(b"x"),
+        lambda k: k.vmalloc_node("1", 0),
+        lambda k: k.vmalloc_32([1]),
+        lambda k: k.vfree("0xffffc20000000000"),
+        lambda k: k.vunmap(1.0),
+        lambda k: k.get_vm_area("8192", VM_IOREMAP),
+        lambda k: k.get_vm_area_node(P, VM_ALLOC, "0"),
+        lambda k: k.vmap("pages", 1),
+        lambda k: k.vmap([1, 2], 2),
+        lambda k: k.vmap(take_pages(k, 1), "1"),
+        lambda k: k.read("addr", 1),
+        lambda k: k.write(0xFFFFC20000000000, "text"),
+        lambda k: k.free_page(123),
+        lambda k: k.map_vm_area("area", 0, []),
+        lambda k: k.unmap_kernel_range(0xFFFFC20000000000, "1"),
+    ],
+)
+def test_wrong_types_raise_type_error(kernel: Kernel, call) -> None:  # type: ignore[no-untyped-def]
+    k = kernel
+    keep = k.vmalloc(P)
+    assert keep is not None
+    with pytest.raises(TypeError):
+        call(k)
+    k.check()
+
+
+def test_negative_sizes_are_value_errors(kernel: Kernel) -> None:
+    k = kernel
+    with pytest.raises(ValueError, match="negative"):
+        k.vmalloc(-4096)
+    with pytest.raises(ValueError):
+        k.vmap(take_pages(k, 1), 0)
+    k.check()
+
+
+@pytest.mark.parametrize("size", [0, 65 * P, 1 << 40])
+def test_vmalloc_failure_returns_none_and_logs(kernel: Kernel, size: int) -> None:
+    k = Kernel(cpus=2, mem_pages=64, design=kernel.design)
+    free = k.nr_free_pages()
+    assert k.vmalloc(size) is None
+    assert k.warnings, "an allocation failure must leave the kernel's message"
+    assert k.nr_free_pages() == free
+    assert k.vmallocinfo() == ""
+    k.check()
+
+
+def test_vmalloc_page_shortage_gives_pages_back(kernel: Kernel) -> None:
+    k = Kernel(cpus=2, mem_pages=64, design=kernel.design)
+    held = take_pages(k, 40)
+    free = k.nr_free_pages()
+    assert k.vmalloc(30 * P) is None  # fits the memory size, not what is free
+    assert k.nr_free_pages() == free
+    assert any("page allocation failure" in w for w in k.warnings)
+    assert k.vmallocinfo() == ""
+    k.check()
+    for p in held:
+        k.free_page(p)
+    assert k.vmalloc(30 * P) is not None
+    k.check()
+
+
+def test_vpages_failure_gives_the_page_array_back(kernel: Kernel) -> None:
+    k = Kernel(cpus=1, mem_pages=600, design=kernel.design)
+    held = take_pages(k, 100)
+    free = k.nr_free_pages()
+    assert k.vmalloc(513 * P) is None  # the 2-page array is allocated, then pages run out
+    assert k.nr_free_pages() == free and k.vmallocinfo() == ""
+    k.check()
+    assert held
+
+
+def test_vmap_failure_leaves_nothing(kernel: Kernel) -> None:
+    k = Kernel(cpus=1, mem_pages=64, design=kernel.design, vmalloc_size=16 * P)
+    pages = take_pages(k, 20)
+    free = k.nr_free_pages()
+    assert k.vmap(pages, 20) is None
+    assert k.nr_free_pages() == free and k.warnings
+    k.check()
+
+
+def test_vm_unmap_ram_misuse() -> None:
+    k = Kernel(cpus=2, mem_pages=256, design="rewrite")
+    pages = take_pages(k, 4)
+    a = k.vm_map_ram(pages, 4)
+    big = k.vm_map_ram(take_pages(k, 70), 70)
+    assert a is not None and big is not None
+    before = snapshot(k)
+    with pytest.raises(BadAddressError, match="mapped with count 4"):
+        k.vm_unmap_ram(a, 2)
+    with pytest.raises(BadAddressError, match="bad address"):
+        k.vm_unmap_ram(0, 4)
+    with pytest.raises(BadAddressError, match="bad address"):
+        k.vm_unmap_ram(a + 1, 4)
+    with pytest.raises(BadAddressError, match="bad address"):
+        k.vm_unmap_ram(0x1000, 4)  # below VMALLOC_START
+    with pytest.raises(BadAddressError, match="not mapped by vm_map_ram"):
+        k.vm_unmap_ram(a + 8 * P, 4)
+    with pytest.raises(BadAddressError, match="mapped with count 70"):
+        k.vm_unmap_ram(big, 64)
+    with pytest.raises(TypeError):
+        k.vm_unmap_ram(str(a), 4)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        k.vm_unmap_ram(a, 4.0)  # type: ignore[arg-type]
+    assert snapshot(k) == before
+    k.check()
+    k.vm_unmap_ram(a, 4)
+    k.vm_unmap_ram(big, 70)
+    with pytest.raises(DoubleFreeError):
+        k.vm_unmap_ram(a, 4)
+    with pytest.raises(DoubleFreeError):
+        k.vm_unmap_ram(big, 70)
+    k.check()
+
+
+def test_vm_unmap_ram_of_a_vmalloc_address() -> None:
+    k = Kernel(cpus=2, mem_pages=256, design="rewrite")
+    a = k.vmalloc(P)
+    assert a is not None
+    with pytest.raises(BadAddressError):
+        k.vm_unmap_ram(a, 1)
+    with pytest.raises(BadAddressError):
+        k.vfree(k.vm_map_ram(take_pages(k, 1), 1))  # a block slot is no vm area
+    k.check()
+
+
+def test_vm_map_ram_bad_pages() -> None:
+    k = Kernel(cpus=2, mem_pages=256, design="rewrite")
+    pages = take_pages(k, 3)
+    before = snapshot(k)
+    with pytest.raises(ValueError, match="only 3 pages"):
+        k.vm_map_ram(pages, 4)
+    with pytest.raises(ValueError, match="positive"):
+        k.vm_map_ram(pages, 0)
+    with pytest.raises(TypeError, match=r"pages\[1\]"):
+        k.vm_map_ram([pages[0], "page", pages[2]], 3)
+    k.free_page(pages[2])
+    with pytest.raises(BadPageError, match="free page"):
+        k.vm_map_ram(pages, 3)
+    with pytest.raises(BadPageError, match="free page"):
+        k.vmap(pages, 3)
+    assert snapshot(k)[1:] == before[1:]
+    k.check()
+
+
+def test_vm_map_ram_not_in_legacy() -> None:
+    k = Kernel(cpus=2, mem_pages=256, design="rewrite")
+    if "legacy" not in Kernel._designs:
+        pytest.skip("no legacy design registered")
+    old = Kernel(cpus=2, mem_pages=256, design="legacy")
+    pages = take_pages(old, 1)
+    with pytest.raises(VmapError):
+        old.vm_map_ram(pages, 1)
+    assert k.vm_map_ram(take_pages(k, 1), 1) is not None
+
+
+def test_free_page_misuse(kernel: Kernel) -> None:
+    k = kernel
+    a = k.vmalloc(P)
+    assert a is not None
+    vpage = k.find_vm_area(a).pages[0]  # type: ignore[union-attr,index]
+    with pytest.raises(BadPageError):
+        k.free_page(vpage)  # owned by the vmalloc area, not by the caller
+    p = k.alloc_page()
+    assert p is not None
+    k.free_page(p)
+    with pytest.raises(BadPageError):
+        k.free_page(p)
+    assert k.read(a, 1) == b"\0"
+    k.check()
+
+
+def test_access_errors(kernel: Kernel) -> None:
+    k = kernel
+    with pytest.raises(PageFault, match="unable to handle kernel paging request"):
+        k.read(k.VMALLOC_START, 1)
+    with pytest.raises(PageFault):
+        k.write(k.VMALLOC_START + 5 * P, b"x")
+    a = k.vmalloc(P)
+    assert a is not None
+    with pytest.raises(BadAddressError, match="not page aligned"):
+        k.touch(a + 1, 1)
+    k.check()
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc"),
+    [({"design": "nope"}, ConfigError), ({"cpus": "4"}, TypeError), ({"cpus": 0}, ConfigError),
+     ({"nodes": 0}, ConfigError), ({"mem_pages": 0}, ConfigError),
+     ({"vmalloc_size": 100}, ConfigError), ({"vmalloc_size": 4 * P}, ConfigError),
+     ({"vmalloc_size": "1"}, TypeError), ({"cost": "pentium"}, ConfigError), ({"cost": 3}, TypeError)],
+)
+def test_bad_kernel_config(kw: dict, exc: type[Exception]) -> None:
+    with pytest.raises(exc):
+        Kernel(**kw)
+
+
+def test_unknown_design_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="rewrite"):
+        Kernel(design="2.6.30")
+
+
+def test_errors_derive_from_vmap_error() -> None:
+    import vmapsim
+
+    for name in ("BadAddressError", "BadPageError", "ConfigError", "DoubleFreeError",
+                 "InvariantError", "PageFault", "StaleTranslationError", "UseAfterFreeError"):
+        assert issubclass(getattr(vmapsim, name), VmapError), name
