@@ -758,3 +758,18 @@ def test_on_cpu_restores_and_set_cpu(kernel: Kernel) -> None:
         pass
     with pytest.raises(TypeError), k.on_cpu("1"):  # type: ignore[arg-type]
         pass
+
+
+def test_vmalloc_area__on_a_vm_map_area(kernel: Kernel) -> None:
+    # __vmalloc_area() may fill any area; its pages belong to the area (check() once
+    # called them leaked because the area lacked VM_ALLOC)
+    k = kernel
+    free = k.nr_free_pages()
+    area = k.get_vm_area(2 * P, VM_MAP)
+    assert area is not None
+    assert k.vmalloc_area__(area, GFP_KERNEL, PAGE_KERNEL) == area.addr
+    assert k.nr_free_pages() == free - 2
+    k.check()
+    k.vfree(area.addr)
+    assert k.nr_free_pages() == free
+    k.check()

@@ -320,3 +320,19 @@ def test_check_catches_a_broken_rbtree() -> None:
     k.vmap_area_root.rb_node.rb_red = True  # type: ignore[union-attr]
     with pytest.raises(InvariantError, match="root is red"):
         k.check()
+
+
+def test_vm_unmap_aliases_2628_reflushes_old_dirty_ranges() -> None:
+    # the second 2.6.28 flaw: dirty bits were never reset, so every call flushes again
+    counts = {}
+    for flawed in (False, True):
+        k = Kernel(cpus=2, mem_pages=512, design="rewrite", vm_unmap_aliases_2628=flawed)
+        pages = take_pages(k, 4)
+        a = k.vm_map_ram(pages, 4)
+        assert a is not None
+        k.vm_unmap_ram(a, 4)
+        for _ in range(3):
+            k.vm_unmap_aliases()
+        counts[flawed] = k.stats["tlb_flushes"]
+        k.check()
+    assert counts == {False: 1, True: 3}

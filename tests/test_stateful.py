@@ -289,18 +289,27 @@ class VmapMachine(RuleBasedStateMachine):
         return self.became_live(Alloc("ram", addr, count, pages))
 
     @precondition(lambda self: self.k is not None and self.user_pages and has_vm_map_ram(self.k))
-    @rule(target=allocs, cpu=st.integers(0, CPUS - 1))
-    def fill_a_block(self, cpu: int) -> object:
-        """vm_map_ram(64) until this CPU has a full block (the 2.6.28 flaw's set-up)."""
+    @rule(target=allocs, cpu=st.integers(0, CPUS - 1), unmap=st.booleans())
+    def fill_a_block(self, cpu: int, unmap: bool) -> object:
+        """vm_map_ram(64) until a block of this CPU is full, touching each mapping from
+        two CPUs; optionally unmap the first (the 2.6.28 flaw's set-up)."""
         k = self.kern
-        out = []
+        out: list[Alloc] = []
         with k.on_cpu(cpu):
-            for _ in range(k.VMAP_BBMAP_BITS // 64):
+            for _ in range(2 * k.VMAP_BBMAP_BITS // 64):
                 a = self.vm_map_ram(64, cpu)
                 if a.addr == 0:
                     break
                 out.append(a)
                 k.touch(a.addr, 64)
+                with k.on_cpu((cpu + 1) % CPUS):
+                    k.touch(a.addr, 64)
+                vb = k.vmap_block_tree[k.addr_to_vb_idx(a.addr)]
+                if vb.free == 0:
+                    break
+            if unmap and out:
+                k.vm_unmap_ram(out[0].addr, 64)
+                self.died(out.pop(0))
         return multiple(*out)
 
     @precondition(booted)
@@ -507,5 +516,5 @@ def test_random_api_sequences(design: str) -> None:
 def test_random_api_sequences_long(design: str) -> None:
     run_state_machine_as_test(
         _machine_for(design),
-        settings=settings(FAST, max_examples=30, stateful_step_count=150),
+        settings=settings(FAST, max_examples=25, stateful_step_count=120),
     )

@@ -28,7 +28,7 @@ class BadPageError(VmapError):
     """A physical page passed to the layer is not in the state the call needs."""
 
 
-class PageFault(VmapError):
+class PageFault(VmapError):  # noqa: N818 - the name the public API promises
     """An access to a kernel virtual address with no PTE and no TLB entry (an oops)."""
 
 

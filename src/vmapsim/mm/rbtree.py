@@ -26,12 +26,25 @@ class RBNode:
 
 
 class RBRoot:
-    """``struct rb_root``."""
+    """``struct rb_root``; ``augment`` (optional) is the ``rb_augment_callbacks`` of an
+    augmented tree: called on a node whose children changed, it recomputes the node's
+    subtree data from its own and its children's (``lib/rbtree_augmented.h``)."""
 
-    __slots__ = ("rb_node",)
+    __slots__ = ("rb_node", "augment")
 
-    def __init__(self) -> None:
+    def __init__(self, augment: Callable[[RBNode], None] | None = None) -> None:
         self.rb_node: RBNode | None = None
+        self.augment = augment
+
+
+def rb_augment_path(node: RBNode | None, root: RBRoot) -> None:
+    """Recompute the augmented data of ``node`` and of every ancestor (propagate)."""
+    aug = root.augment
+    if aug is None:
+        return
+    while node is not None:
+        aug(node)
+        node = node.rb_parent
 
 
 def rb_link_node(node: RBNode, parent: RBNode | None, root: RBRoot, left: bool) -> None:
@@ -63,6 +76,10 @@ def _rotate_left(node: RBNode, root: RBRoot) -> None:
     else:
         parent.rb_right = right
     node.rb_parent = right
+    aug = root.augment
+    if aug is not None:
+        aug(node)
+        aug(right)
 
 
 def _rotate_right(node: RBNode, root: RBRoot) -> None:
@@ -81,10 +98,20 @@ def _rotate_right(node: RBNode, root: RBRoot) -> None:
     else:
         parent.rb_left = left
     node.rb_parent = left
+    aug = root.augment
+    if aug is not None:
+        aug(node)
+        aug(left)
 
 
 def rb_insert_color(node: RBNode, root: RBRoot) -> None:
-    """Rebalance after :func:`rb_link_node` (``lib/rbtree.c: rb_insert_color``)."""
+    """Rebalance after :func:`rb_link_node` (``lib/rbtree.c: rb_insert_color``).
+
+    In an augmented tree the new leaf's path is propagated first, so every rotation
+    below recomputes from correct children.
+    """
+    if root.augment is not None:
+        rb_augment_path(node, root)
     parent = node.rb_parent
     while parent is not None and parent.rb_red:
         gparent = parent.rb_parent
@@ -232,6 +259,8 @@ def rb_erase(node: RBNode, root: RBRoot) -> None:
         succ.rb_parent = node.rb_parent
         _replace_child(node.rb_parent, node, succ, root)
     node.rb_parent = node.rb_left = node.rb_right = None
+    if root.augment is not None:
+        rb_augment_path(parent, root)  # the deepest node whose subtree changed, upwards
     if not red:
         _erase_color(child, parent, root)
 

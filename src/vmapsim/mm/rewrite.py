@@ -34,7 +34,17 @@ from .constants import (
     VMAP_BBMAP_BITS_MIN,
     VMAP_MAX_ALLOC,
 )
-from .rbtree import RBNode, RBRoot, rb_check, rb_erase, rb_insert_color, rb_link_node, rb_next, rb_prev
+from .rbtree import (
+    RBNode,
+    RBRoot,
+    rb_augment_path,
+    rb_check,
+    rb_erase,
+    rb_insert_color,
+    rb_link_node,
+    rb_next,
+    rb_prev,
+)
 from .vmalloc import Kernel, vm_struct
 
 
@@ -46,7 +56,8 @@ class vmap_area(RBNode):  # noqa: N801 - kernel type name
     the area. ``va_seq`` numbers allocations (the model's, to check the allocator gap).
     """
 
-    __slots__ = ("va_start", "va_end", "flags", "private", "list_next", "list_prev", "va_seq")
+    __slots__ = ("va_start", "va_end", "flags", "private", "list_next", "list_prev", "va_seq",
+                 "gap", "sub_gap", "sub_n")
 
     def __init__(self, va_start: int, va_end: int, seq: int) -> None:
         RBNode.__init__(self)
@@ -57,9 +68,76 @@ class vmap_area(RBNode):  # noqa: N801 - kernel type name
         self.list_next: vmap_area = self
         self.list_prev: vmap_area = self
         self.va_seq = seq
+        # The model's search accelerator (not in 2.6.28): the hole before this area
+        # (va_start - previous va_end) and, over the subtree, the largest hole and the
+        # node count. They let alloc_vmap_area find where 2.6.28's linear walk stops in
+        # O(log n) Python steps while still charging every area the kernel walks.
+        self.gap = 0
+        self.sub_gap = 0
+        self.sub_n = 1
 
     def __repr__(self) -> str:
         return f"vmap_area({self.va_start:#x}-{self.va_end:#x}, flags={self.flags:#x})"
+
+
+def _vmap_area_augment(n: RBNode) -> None:
+    """Recompute ``sub_gap``/``sub_n`` of ``n`` from its children (rb_augment callback)."""
+    g: int = n.gap  # type: ignore[attr-defined]
+    c = 1
+    child = n.rb_left
+    if child is not None:
+        c += child.sub_n  # type: ignore[attr-defined]
+        if child.sub_gap > g:  # type: ignore[attr-defined]
+            g = child.sub_gap  # type: ignore[attr-defined]
+    child = n.rb_right
+    if child is not None:
+        c += child.sub_n  # type: ignore[attr-defined]
+        if child.sub_gap > g:  # type: ignore[attr-defined]
+            g = child.sub_gap  # type: ignore[attr-defined]
+    n.sub_gap = g  # type: ignore[attr-defined]
+    n.sub_n = c  # type: ignore[attr-defined]
+
+
+def _rank(n: RBNode) -> int:
+    """Position of ``n`` in address order (0-based), from the subtree counts."""
+    r = n.rb_left.sub_n if n.rb_left is not None else 0  # type: ignore[attr-defined]
+    p = n.rb_parent
+    while p is not None:
+        if p.rb_right is n:
+            r += 1 + (p.rb_left.sub_n if p.rb_left is not None else 0)  # type: ignore[attr-defined]
+        n = p
+        p = n.rb_parent
+    return r
+
+
+def _next_with_gap(x: RBNode, need: int) -> vmap_area | None:
+    """The first area after ``x`` in address order whose hole before it is >= ``need``."""
+    t = x.rb_right
+    if t is None or t.sub_gap < need:  # type: ignore[attr-defined]
+        t = None
+        n = x
+        p = n.rb_parent
+        while p is not None:
+            if p.rb_left is n:
+                if p.gap >= need:  # type: ignore[attr-defined]
+                    return p  # type: ignore[return-value]
+                r = p.rb_right
+                if r is not None and r.sub_gap >= need:  # type: ignore[attr-defined]
+                    t = r
+                    break
+            n = p
+            p = n.rb_parent
+        if t is None:
+            return None
+    while True:  # leftmost node of t's subtree with gap >= need
+        left = t.rb_left
+        if left is not None and left.sub_gap >= need:  # type: ignore[attr-defined]
+            t = left
+        elif t.gap >= need:  # type: ignore[attr-defined]
+            return t  # type: ignore[return-value]
+        else:
+            t = t.rb_right  # type: ignore[assignment]
+            assert t is not None
 
 
 class vmap_block_queue:  # noqa: N801 - kernel type name
@@ -132,7 +210,7 @@ class Rewrite(Kernel, design="rewrite"):
         self.vmap_area_lock = SpinLock(m, "vmap_area_lock")
         self.purge_lock = SpinLock(m, "purge_lock")
         self.vmap_block_tree_lock = SpinLock(m, "vmap_block_tree_lock")
-        self.vmap_area_root = RBRoot()
+        self.vmap_area_root = RBRoot(_vmap_area_augment)
         self.vmap_area_list = vmap_area(0, 0, -1)  # list head sentinel, never in the tree
         self.vmap_block_tree: dict[int, vmap_block] = {}
         self.vmap_block_queue = [
@@ -193,24 +271,65 @@ class Rewrite(Kernel, design="rewrite"):
                 n = n.rb_right
                 left = False
         rb_link_node(va, parent, root, left)
-        rb_insert_color(va, root)
+        # the list neighbours, before rebalancing (the new leaf's in-order neighbours)
         prev = rb_prev(va)
         after: vmap_area = prev if prev is not None else self.vmap_area_list  # type: ignore[assignment]
+        va.gap = va.va_start - after.va_end if prev is not None else 0
+        rb_insert_color(va, root)
         nxt = after.list_next
         va.list_prev = after
         va.list_next = nxt
         after.list_next = va
         nxt.list_prev = va
+        if nxt is not self.vmap_area_list:
+            nxt.gap = nxt.va_start - va.va_end
+            rb_augment_path(nxt, root)
         self._nr_areas += 1
 
     def free_vmap_area__(self, va: vmap_area) -> None:
         """__free_vmap_area(): unlink from the rbtree and the list (caller holds the lock)."""
         rb_erase(va, self.vmap_area_root)
-        va.list_prev.list_next = va.list_next
-        va.list_next.list_prev = va.list_prev
+        prev, nxt = va.list_prev, va.list_next
+        prev.list_next = nxt
+        nxt.list_prev = prev
+        if nxt is not self.vmap_area_list:
+            nxt.gap = nxt.va_start - prev.va_end if prev is not self.vmap_area_list else 0
+            rb_augment_path(nxt, self.vmap_area_root)
         va.list_next = va.list_prev = va
         va.private = None
         self._nr_areas -= 1
+
+    def _walk_stop(self, first: vmap_area, size: int, mask: int, vend: int) -> tuple[vmap_area, int]:
+        """Where alloc_vmap_area's linear walk from ``first`` stops: the last area it
+        visits and the address it ends with (the hole after that area, aligned).
+
+        The walk visits ``first`` and each following area w while the aligned address
+        after the previous area plus ``size`` overlaps w and stays <= vend.
+        """
+        need = size + PAGE_SIZE  # a hole that fits has va_start - prev.va_end >= this
+        x = first
+        while True:
+            w = _next_with_gap(x, need)
+            if w is None:
+                break
+            prev = w.list_prev
+            a = (prev.va_end + PAGE_SIZE + mask) & ~mask
+            if a + size <= w.va_start:
+                break
+            x = w
+        # the first area after which the address would pass vend ends the walk too
+        over = None
+        n = self.vmap_area_root.rb_node
+        while n is not None:
+            if ((n.va_end + PAGE_SIZE + mask) & ~mask) + size > vend:  # type: ignore[attr-defined]
+                over = n
+                n = n.rb_left
+            else:
+                n = n.rb_right
+        last = w.list_prev if w is not None else self.vmap_area_list.list_prev
+        if over is not None and over.va_start < last.va_start:  # type: ignore[attr-defined]
+            last = over if over.va_start >= first.va_start else first  # type: ignore[attr-defined,assignment]
+        return last, (last.va_end + PAGE_SIZE + mask) & ~mask
 
     def alloc_vmap_area(self, size: int, align: int, vstart: int, vend: int,
                         node: int) -> vmap_area | None:
@@ -242,18 +361,13 @@ class Rewrite(Kernel, design="rewrite"):
                     n = n.rb_left
                 else:
                     n = n.rb_right
-            if first is not None:
-                # rb_next() walk; vmap_area_list has the same order and is cheaper to follow
-                head = self.vmap_area_list
-                va = first
-                end = addr + size
-                while end > va.va_start and end <= vend:  # type: ignore[attr-defined]
-                    visits += 1
-                    addr = (va.va_end + PAGE_SIZE + mask) & ~mask  # type: ignore[attr-defined]
-                    end = addr + size
-                    va = va.list_next  # type: ignore[attr-defined]
-                    if va is head:
-                        break
+            if first is not None and addr + size > first.va_start and addr + size <= vend:  # type: ignore[attr-defined]
+                # 2.6.28 walks with rb_next() from ``first``, moving addr past each area
+                # it clashes with, until the hole before an area fits or addr passes vend.
+                # The model finds where that walk stops in O(log n) and charges every
+                # area the kernel visits (visits = areas walked).
+                stop, addr = self._walk_stop(first, size, mask, vend)  # type: ignore[arg-type]
+                visits += _rank(stop) - _rank(first) + 1
             m.mem_access(cpu, "alloc_vmap_area", visits)
             if addr + size > vend or addr < vstart:
                 lock.unlock(cpu)
@@ -640,6 +754,13 @@ class Rewrite(Kernel, design="rewrite"):
                     raise AssertionError(f"busy areas overlap: {prev.va_start:#x} and {va.va_start:#x}")
                 if va.va_seq > prev.va_seq and va.va_start < prev.va_end + PAGE_SIZE:
                     raise AssertionError(f"allocator gap missing before {va.va_start:#x}")
+            want_gap = va.va_start - prev.va_end if prev is not None else 0
+            if va.gap != want_gap:
+                raise AssertionError(f"area {va.va_start:#x}: hole before it recorded as {va.gap:#x}, is {want_gap:#x}")
+            sub_gap, sub_n = va.sub_gap, va.sub_n
+            _vmap_area_augment(va)
+            if (sub_gap, sub_n) != (va.sub_gap, va.sub_n):
+                raise AssertionError(f"area {va.va_start:#x}: stale subtree data {sub_gap:#x}/{sub_n}")
             if va.flags & VM_LAZY_FREEING:
                 raise AssertionError(f"area {va.va_start:#x} left in VM_LAZY_FREEING outside a purge")
             if va.flags & VM_LAZY_FREE:
