@@ -37,7 +37,8 @@ def test_free_of_unknown_address(kernel: Kernel, who: str) -> None:
         with pytest.raises(BadAddressError) as ei:
             getattr(k, who)(bad)
         assert not isinstance(ei.value, DoubleFreeError)
-        assert str(ei.value) == f"Trying to {who}() nonexistent vm area ({bad:#x})"
+        # 2.6.28's shared __vunmap() says vfree() for both
+        assert str(ei.value) == f"Trying to vfree() nonexistent vm area ({bad:#x})"
         assert k.warnings[-1] == str(ei.value)
     assert snapshot(k) == before
     k.check()
@@ -49,9 +50,9 @@ def test_free_of_unaligned_address(kernel: Kernel, who: str) -> None:
     a = k.vmalloc(2 * P)
     assert a is not None
     before = snapshot(k)
-    with pytest.raises(BadAddressError, match=r"Trying to v(free|unmap)\(\) bad address \(0x"):
+    with pytest.raises(BadAddressError, match=r"Trying to vfree\(\) bad address \(0x"):
         getattr(k, who)(a + 8)
-    assert k.warnings[-1] == f"Trying to {who}() bad address ({a + 8:#x})"
+    assert k.warnings[-1] == f"Trying to vfree() bad address ({a + 8:#x})"
     assert snapshot(k) == before
     k.check()
 

@@ -113,6 +113,14 @@ def test_global_flush_sends_ipis_and_drops_other_tlbs() -> None:
     assert k.stats["ipis"] == 6 and k.stats["tlb_flushes"] == 2
 
 
+def test_acknowledgements_serialise_per_target_and_cost_more_across_sockets() -> None:
+    c = machine(cpus=1).cost
+    small, big = machine(cpus=4), machine(cpus=8)  # one socket; two sockets of 4
+    assert small._ack_serial(small.cpus[0]) == pytest.approx(3 * c.line_transfer)
+    assert big._ack_serial(big.cpus[0]) == pytest.approx(3 * c.line_transfer + 4 * c.line_transfer_remote)
+    assert big._ack_serial(big.cpus[5]) == big._ack_serial(big.cpus[0])
+
+
 def test_one_cpu_flush_sends_no_ipi() -> None:
     m = machine(cpus=1)
     m.flush_tlb_all(m.cpus[0])
@@ -126,9 +134,11 @@ def test_flush_costs_the_sender_and_busy_receivers() -> None:
     m.set_idle(busy, False)
     m.set_idle(sender, False)
     m.flush_tlb_all(sender)
-    # sender: local flush + call setup + 2 ICR writes + wait (an idle target wakes up)
+    # sender: local flush + call setup + 2 ICR writes + wait (an idle target wakes up);
+    # the 2 acknowledgements queue on the call data's lock line: both targets share
+    # the sender's socket here (4 cores per socket), one line transfer each
     expect = c.flush_all_local + c.ipi_call_setup + 2 * c.ipi_send + c.ipi_handle + c.flush_all_local
-    expect += c.ipi_idle_wakeup
+    expect += c.ipi_idle_wakeup + 2 * c.line_transfer
     assert sender.clock == pytest.approx(expect)
     m.sync(busy)
     m.sync(idle)

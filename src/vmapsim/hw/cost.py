@@ -74,7 +74,7 @@ class CostModel:
     ipi_handle: float = 900.0
     #: Extra latency before a halted (idle) CPU takes the interrupt and acks: leaving
     #: HLT/C1E. *Fitted* to the seed's one-thread legacy cell.
-    ipi_idle_wakeup: float = 8541.0
+    ipi_idle_wakeup: float = 7911.0
     #: Sender: fixed cost of a cross-call (build call data, lock it, enter the wait
     #: loop), ~900 cycles (estimate).
     ipi_call_setup: float = 400.0

@@ -279,10 +279,19 @@ class Machine:
         if targets:
             self.ipis += targets
             idle_targets = self.nr_idle - (1 if cpu.idle else 0)
-            wait = c.ipi_handle + c.flush_all_local
+            wait = c.ipi_handle + c.flush_all_local + self._ack_serial(cpu)
             if idle_targets:
                 wait += c.ipi_idle_wakeup
             self.charge(cpu, "smp_call_function", c.ipi_call_setup + targets * c.ipi_send + wait)
+
+    def _ack_serial(self, cpu: CPU) -> float:
+        """The acknowledgements queue on one line: each receiver takes the call data's
+        lock to drop its reference (2.6.27's generic cross-call), one transfer per target."""
+        c = self.cost
+        per_socket = max(1, c.cores_per_socket)
+        local = min(per_socket, self.ncpus - cpu.socket * per_socket) - 1
+        remote = self.ncpus - 1 - local
+        return local * c.line_transfer + remote * c.line_transfer_remote
 
     def access_pages(self, cpu: CPU, addr: int, count: int, fn: str = "touch") -> list[Page]:
         """Store to ``count`` consecutive pages from page-aligned ``addr``: the Pages reached.

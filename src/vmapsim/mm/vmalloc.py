@@ -605,7 +605,8 @@ class Kernel:
 
     def vunmap(self, addr: int | None) -> None:
         """Release a vmap()ed area (the pages stay the caller's)."""
-        self.vunmap__(addr, False, "vunmap")
+        # 2.6.28's __vunmap() printed "vfree()" for vunmap() too (the text changed later)
+        self.vunmap__(addr, False, "vfree")
 
     def vmap(self, pages: Sequence[Page], count: int, flags: int = VM_MAP,
              prot: int = PAGE_KERNEL) -> int | None:
