@@ -17,6 +17,7 @@ from vmapsim import (
     GFP_ZERO__,
     PAGE_KERNEL,
     PAGE_KERNEL_EXEC,
+    PAGE_SHIFT,
     PAGE_SIZE,
     VM_ALLOC,
     VM_IOREMAP,
@@ -180,9 +181,9 @@ def test_vmalloc_exec_and_prot(kernel: Kernel) -> None:
     x = k.vmalloc_exec(2 * P)
     n = k.vmalloc(P)
     assert x is not None and n is not None
-    assert k.machine.pte_prot.get(x) == PAGE_KERNEL_EXEC
-    assert k.machine.pte_prot.get(x + P) == PAGE_KERNEL_EXEC
-    assert k.machine.pte_prot.get(n, PAGE_KERNEL) == PAGE_KERNEL
+    assert k.machine.pte_prot.get(x >> PAGE_SHIFT) == PAGE_KERNEL_EXEC
+    assert k.machine.pte_prot.get((x + P) >> PAGE_SHIFT) == PAGE_KERNEL_EXEC
+    assert k.machine.pte_prot.get(n >> PAGE_SHIFT, PAGE_KERNEL) == PAGE_KERNEL
     k.vfree(x)
     k.check()
 
@@ -196,7 +197,7 @@ def test_vmalloc__(kernel: Kernel) -> None:
     z = k.vmalloc__(P, GFP_KERNEL | GFP_ZERO__, PAGE_KERNEL_EXEC)
     assert z is not None
     assert k.read(z, 4) == bytes(4)
-    assert k.machine.pte_prot.get(z) == PAGE_KERNEL_EXEC
+    assert k.machine.pte_prot.get(z >> PAGE_SHIFT) == PAGE_KERNEL_EXEC
     assert "vmalloc" in line_for(k, z)["rest"]
 
 
@@ -270,7 +271,7 @@ def test_vmap_flags_and_prot(kernel: Kernel) -> None:
     a = k.vmap(pages, 2, VM_MAP | VM_USERMAP, PAGE_KERNEL_EXEC)
     assert a is not None
     assert area_of(k, a).flags == VM_MAP | VM_USERMAP
-    assert k.machine.pte_prot.get(a) == PAGE_KERNEL_EXEC
+    assert k.machine.pte_prot.get(a >> PAGE_SHIFT) == PAGE_KERNEL_EXEC
 
 
 def test_vmap_more_than_physical_memory_is_null(kernel: Kernel) -> None:
@@ -739,7 +740,7 @@ def test_vm_map_ram_uses_the_current_cpus_queue(ram: tuple[Kernel, list]) -> Non
 def test_vm_map_ram_prot(ram: tuple[Kernel, list]) -> None:
     k, pages = ram
     a = k.vm_map_ram(pages, 2, -1, PAGE_KERNEL_EXEC)
-    assert a is not None and k.machine.pte_prot.get(a) == PAGE_KERNEL_EXEC
+    assert a is not None and k.machine.pte_prot.get(a >> PAGE_SHIFT) == PAGE_KERNEL_EXEC
 
 
 def test_on_cpu_restores_and_set_cpu(kernel: Kernel) -> None:

@@ -7,7 +7,7 @@ import random
 import pytest
 
 import vmapsim
-from vmapsim import PAGE_SIZE, VM_IOREMAP, Kernel
+from vmapsim import PAGE_SHIFT, PAGE_SIZE, VM_IOREMAP, Kernel
 from vmapsim.errors import BadAddressError, DoubleFreeError, InvariantError, UnsupportedError
 from vmapsim.mm.legacy import ALLOC_FAILED_MSG, Legacy
 
@@ -195,7 +195,7 @@ def test_check_catches_a_mapped_guard_page() -> None:
     k = lk()
     a = k.vmalloc(PAGE_SIZE)
     page = take(k, 1)[0]
-    k.machine.pte[a + PAGE_SIZE] = page
+    k.machine.pte[(a + PAGE_SIZE) >> PAGE_SHIFT] = page
     with pytest.raises(InvariantError):
         k.check()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmapsim import PAGE_SIZE, ConfigError, CostModel, Kernel, PageFault
+from vmapsim import PAGE_SHIFT, PAGE_SIZE, ConfigError, CostModel, Kernel, PageFault
 from vmapsim.hw.machine import Machine
 
 BASE = 0xFFFFC20000000000
@@ -23,7 +23,8 @@ def test_set_ptes_maps_and_charges() -> None:
     cpu = m.cpus[0]
     ps = pages(m, 3)
     assert m.set_ptes(cpu, "vmap_page_range", BASE, ps, 1, 1) == 0
-    assert [m.pte[BASE + i * PAGE_SIZE] for i in range(3)] == ps
+    assert [m.pte_at(BASE + i * PAGE_SIZE) for i in range(3)] == ps
+    assert set(m.pte) == {(BASE >> PAGE_SHIFT) + i for i in range(3)}  # keyed by page number
     assert m.pte_writes == 3
     assert cpu.clock == pytest.approx(3 * m.cost.pte_write)
     assert cpu.prof["vmap_page_range"] == pytest.approx(3 * m.cost.pte_write)
@@ -34,7 +35,7 @@ def test_set_ptes_records_non_default_prot() -> None:
     m = machine()
     ps = pages(m, 2)
     m.set_ptes(m.cpus[0], "f", BASE, ps, 7, 1)
-    assert m.pte_prot == {BASE: 7, BASE + PAGE_SIZE: 7}
+    assert m.pte_prot == {BASE >> PAGE_SHIFT: 7, (BASE >> PAGE_SHIFT) + 1: 7}
     m.clear_ptes(m.cpus[0], "g", BASE, BASE + 2 * PAGE_SIZE)
     assert not m.pte_prot
 
@@ -48,8 +49,8 @@ def test_set_ptes_warns_on_present_pte() -> None:
     assert err == -16  # -EBUSY
     assert any("pte already present" in w and f"{BASE + 2 * PAGE_SIZE:#x}" in w for w in m.warnings)
     # the two pages before the present PTE were mapped, the present one left alone
-    assert m.pte[BASE] is ps[1] and m.pte[BASE + PAGE_SIZE] is ps[2]
-    assert m.pte[BASE + 2 * PAGE_SIZE] is ps[0]
+    assert m.pte_at(BASE) is ps[1] and m.pte_at(BASE + PAGE_SIZE) is ps[2]
+    assert m.pte_at(BASE + 2 * PAGE_SIZE) is ps[0]
     assert m.pte_writes == 3
 
 
@@ -88,7 +89,7 @@ def test_access_pages_fill_miss_and_fault() -> None:
     ps = pages(m, 3)
     m.set_ptes(cpu, "f", BASE, ps, 1, 1)
     assert m.access_pages(cpu, BASE, 3) == ps
-    assert m.tlb_misses == 3 and set(cpu.tlb) == {BASE + i * PAGE_SIZE for i in range(3)}
+    assert m.tlb_misses == 3 and set(cpu.tlb) == {(BASE >> PAGE_SHIFT) + i for i in range(3)}
     assert m.access_pages(cpu, BASE, 3) == ps
     assert m.tlb_misses == 3
     with pytest.raises(PageFault, match=f"{BASE + 3 * PAGE_SIZE:#x}"):
@@ -154,7 +155,7 @@ def test_flush_tlb_one_is_local() -> None:
     for cpu in m.cpus:
         m.access_pages(cpu, BASE, 2)
     m.flush_tlb_one(m.cpus[0], "f", BASE)
-    assert set(m.cpus[0].tlb) == {BASE + PAGE_SIZE}
+    assert set(m.cpus[0].tlb) == {(BASE >> PAGE_SHIFT) + 1}
     assert len(m.cpus[1].tlb) == 2
     assert m.ipis == 0 and m.local_flushes == 1
 
@@ -171,10 +172,11 @@ def test_tlb_size_fifo_eviction(via: str) -> None:
             m.translate(cpu, a)
         else:
             m.access_pages(cpu, a, 1)
-    assert list(cpu.tlb) == addrs[1:]  # the oldest fill went first
+    vpns = [a >> PAGE_SHIFT for a in addrs]
+    assert list(cpu.tlb) == vpns[1:]  # the oldest fill went first
     m.translate(cpu, addrs[1])  # a hit does not refresh FIFO order
     m.translate(cpu, addrs[0])
-    assert list(cpu.tlb) == [addrs[2], addrs[0]]
+    assert list(cpu.tlb) == [vpns[2], vpns[0]]
     assert m.tlb_misses == 4
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import take_pages
 from vmapsim import (
+    PAGE_SHIFT,
     PAGE_SIZE,
     InvariantError,
     Kernel,
@@ -269,7 +270,7 @@ def test_check_catches_a_pte_outside_any_area(kernel: Kernel) -> None:
     k = kernel
     page = k.alloc_page()
     assert page is not None
-    k.machine.pte[k.VMALLOC_START + 1000 * P] = page
+    k.machine.pte[(k.VMALLOC_START + 1000 * P) >> PAGE_SHIFT] = page
     with pytest.raises(InvariantError, match="outside any live or held-back range"):
         k.check()
 
@@ -278,7 +279,7 @@ def test_check_catches_a_missing_live_pte(kernel: Kernel) -> None:
     k = kernel
     a = k.vmalloc(P)
     assert a is not None
-    del k.machine.pte[a]
+    del k.machine.pte[a >> PAGE_SHIFT]
     with pytest.raises(InvariantError, match="missing from the page table"):
         k.check()
 

@@ -54,7 +54,9 @@ def test_each_case_on_each_design(design: str, index: int) -> None:
         if name == "align_shift_alloc_test":
             # "supposed to be failed": counted as failed, as the kernel counts it
             assert (d.passed, d.failed, d.expected_failures) == (0, 1, 1)
-            assert "1 << 46" in d.expected_reasons[0]
+            # 1 << 46 has no place in x86_64's 32 TiB; 1 << 45 has one, which the
+            # other worker may hold at that moment
+            assert re.search(r"1 << 4[56]\)", d.expected_reasons[0])
         else:
             assert (d.passed, d.failed) == (1, 0), d.reasons
         assert d.time_us > 0

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from ..errors import ConfigError, PageFault
 from .cost import CostModel
-from .physmem import PAGE_SIZE, Page, PhysMem
+from .physmem import PAGE_SHIFT, PAGE_SIZE, Page, PhysMem
 
 PAGE_MASK = ~(PAGE_SIZE - 1)
 
@@ -38,6 +38,7 @@ class CPU:
         self.socket = socket
         self.node = node
         self.clock = 0.0
+        #: virtual page number (vaddr >> PAGE_SHIFT) -> Page
         self.tlb: dict[int, Page] = {}
         self.tlb_gen = 0
         #: global flushes whose IPI this CPU has handled (and paid for); <= tlb_gen
@@ -75,6 +76,9 @@ class Machine:
         self.ncpus = cpus
         self.tlb_size = tlb_size
         #: The kernel page table: page-aligned vaddr -> Page (PTE present).
+        #: Keyed by virtual page number (vaddr >> PAGE_SHIFT), not by address: CPython
+        #: hashes an int to itself and indexes by its low bits, which are all zero in a
+        #: page-aligned address, so address keys make every dict probe long chains.
         self.pte: dict[int, Page] = {}
         #: Non-default protections of present PTEs (PAGE_KERNEL is not stored).
         self.pte_prot: dict[int, int] = {}
@@ -124,7 +128,8 @@ class Machine:
                  default_prot: int) -> int:
         """vmap_pte_range: map ``pages`` at ``addr``; 0, or -EBUSY after a WARN."""
         pte = self.pte
-        rng = range(addr, addr + len(pages) * PAGE_SIZE, PAGE_SIZE)
+        vpn = addr >> PAGE_SHIFT
+        rng = range(vpn, vpn + len(pages))
         if pte.keys().isdisjoint(rng):
             pte.update(zip(rng, pages, strict=False))
             if prot != default_prot:
@@ -135,14 +140,14 @@ class Machine:
             n = 0
             err = 0
             for page in pages:
-                if addr in pte:
-                    self.warn(f"WARNING: at mm/vmalloc.c vmap_pte_range(): pte already present at {addr:#x}")
+                if vpn in pte:
+                    self.warn(f"WARNING: at mm/vmalloc.c vmap_pte_range(): pte already present at {vpn << PAGE_SHIFT:#x}")
                     err = -16  # -EBUSY
                     break
-                pte[addr] = page
+                pte[vpn] = page
                 if prot != default_prot:
-                    self.pte_prot[addr] = prot
-                addr += PAGE_SIZE
+                    self.pte_prot[vpn] = prot
+                vpn += 1
                 n += 1
         self.pte_writes += n
         ns = n * self.cost.pte_write
@@ -157,7 +162,7 @@ class Machine:
         prot = self.pte_prot
         pop = pte.pop
         cleared = 0
-        for a in range(start, end, PAGE_SIZE):
+        for a in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT):
             if pop(a, None) is not None:
                 cleared += 1
                 if prot:
@@ -225,29 +230,35 @@ class Machine:
         if cpu.tlb_gen != self.flush_gen:
             self.sync(cpu)
         tlb = cpu.tlb
-        page = tlb.get(addr)
+        vpn = addr >> PAGE_SHIFT
+        page = tlb.get(vpn)
         if page is not None:
             return page, True
-        page = self.pte.get(addr)
+        page = self.pte.get(vpn)
         self.tlb_misses += 1
         cpu.tlb_misses += 1
         self.charge(cpu, fn, self.cost.tlb_miss)
         if page is None:
             raise PageFault(f"BUG: unable to handle kernel paging request at {addr:#x}")
-        tlb[addr] = page
+        tlb[vpn] = page
         if self.tlb_size is not None and len(tlb) > self.tlb_size:
             del tlb[next(iter(tlb))]  # FIFO eviction of the oldest fill
         return page, False
 
     def tlb_entries(self, cpu: CPU) -> dict[int, Page]:
+        """``cpu``'s TLB after delivering pending flushes: virtual page number -> Page."""
         self.sync(cpu)
         return cpu.tlb
+
+    def pte_at(self, addr: int) -> Page | None:
+        """The Page the kernel page table maps at ``addr`` (None: no PTE)."""
+        return self.pte.get(addr >> PAGE_SHIFT)
 
     def flush_tlb_one(self, cpu: CPU, fn: str, addr: int) -> None:
         """__flush_tlb_one: INVLPG of one page on this CPU only."""
         if cpu.tlb_gen != self.flush_gen:
             self.sync(cpu)
-        cpu.tlb.pop(addr, None)
+        cpu.tlb.pop(addr >> PAGE_SHIFT, None)
         self.local_flushes += 1
         self.charge(cpu, fn, self.cost.flush_one_local)
 
@@ -302,7 +313,8 @@ class Machine:
         if cpu.tlb_gen != self.flush_gen:
             self.sync(cpu)
         tlb = cpu.tlb
-        rng = range(addr, addr + (count << 12), 4096)
+        vpn = addr >> PAGE_SHIFT
+        rng = range(vpn, vpn + count)
         out: list = list(map(tlb.get, rng))
         misses = 0
         fault = None
@@ -330,7 +342,7 @@ class Machine:
                 while len(tlb) > self.tlb_size:
                     del tlb[next(iter(tlb))]  # FIFO eviction of the oldest fill
         if fault is not None:
-            raise PageFault(f"BUG: unable to handle kernel paging request at {fault:#x}")
+            raise PageFault(f"BUG: unable to handle kernel paging request at {fault << PAGE_SHIFT:#x}")
         return out
 
     # -- memory contents -------------------------------------------------------------------

@@ -191,7 +191,7 @@ class Legacy(Kernel, design="legacy"):
             if v.addr < lo or v.addr + v.size - 1 > hi:
                 raise AssertionError(f"vm_struct at {v.addr:#x} lies outside VMALLOC_START..END")
             guard = v.addr + v.size - PAGE_SIZE
-            if guard in self.machine.pte:
+            if self.machine.pte_at(guard) is not None:
                 raise AssertionError(f"guard page of {v.addr:#x} is mapped")
             if v.addr in self._freed:
                 raise AssertionError(f"live area {v.addr:#x} is also recorded as freed")

@@ -633,7 +633,8 @@ class Rewrite(Kernel, design="rewrite"):
             self._record_partial_map(addr, pages)
             self.vm_unmap_ram(addr, count)
             return None
-        self._live.update(zip(range(addr, addr + (count << PAGE_SHIFT), PAGE_SIZE), pages))
+        vpn = addr >> PAGE_SHIFT
+        self._live.update(zip(range(vpn, vpn + count), pages))
         return addr
 
     def vm_unmap_ram(self, mem: int, count: int) -> None:
@@ -657,8 +658,9 @@ class Rewrite(Kernel, design="rewrite"):
             )
         del ram_maps[mem]
         pop = self._live.pop
-        for a in range(mem, mem + (count << PAGE_SHIFT), PAGE_SIZE):
-            pop(a, None)
+        vpn = mem >> PAGE_SHIFT
+        for v in range(vpn, vpn + count):
+            pop(v, None)
         if count <= VMAP_MAX_ALLOC:
             self.vb_free(mem, count)
         else:

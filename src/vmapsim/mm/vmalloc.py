@@ -14,7 +14,7 @@ underscores move to the end): ``__vmalloc`` -> ``vmalloc__``, ``__get_vm_area`` 
 ``get_vm_area__``, ``__purge_vmap_area_lazy`` -> ``purge_vmap_area_lazy__``.
 
 The oracle: the model records every translation the layer *intends* (``_live``:
-page-aligned vaddr -> Page, set when an area is mapped, dropped when it is freed).
+virtual page number -> Page, set when an area is mapped, dropped when it is freed).
 A PTE or TLB entry that is not intended must lie in a range the allocator still
 holds back (a lazily freed area, a dirty vmap_block slot); ``check()`` verifies
 that, and an access through one raises UseAfterFreeError/StaleTranslationError.
@@ -285,7 +285,7 @@ class Kernel:
         """The page-aligned virtual addresses cached in ``cpu``'s TLB."""
         if not 0 <= cpu < self.machine.ncpus:
             raise ConfigError(f"cpu {cpu} out of range 0..{self.machine.ncpus - 1}")
-        return set(self.machine.tlb_entries(self.machine.cpus[cpu]))
+        return {vpn << PAGE_SHIFT for vpn in self.machine.tlb_entries(self.machine.cpus[cpu])}
 
     def nr_free_pages(self) -> int:
         return self.machine.mem.nr_free_pages()
@@ -335,9 +335,9 @@ class Kernel:
     def _page_for(self, addr: int) -> Page:
         base = addr & PAGE_MASK
         page, from_tlb = self.machine.translate(self._cpu, base)
-        live = self._live.get(base)
+        live = self._live.get(base >> PAGE_SHIFT)
         if live is not page:
-            if live is None and self.machine.pte.get(base) is page:
+            if live is None and self.machine.pte_at(base) is page:
                 raise UseAfterFreeError(
                     f"use after free at {addr:#x} on CPU {self._cpu.id}: the area was freed "
                     f"but lazy freeing still maps it"
@@ -394,16 +394,16 @@ class Kernel:
             raise BadAddressError(f"touch: address {addr:#x} is not page aligned")
         pages = self.machine.access_pages(self._cpu, addr, count)
         get = self._live.get
-        a = addr
+        vpn = addr >> PAGE_SHIFT
         for page in pages:
-            if get(a) is not page:
-                self._page_for(a)  # raises the precise error
-            a += PAGE_SIZE
+            if get(vpn) is not page:
+                self._page_for(vpn << PAGE_SHIFT)  # raises the precise error
+            vpn += 1
 
     def vmalloc_to_page(self, addr: int) -> Page | None:
         """The Page the kernel page table maps at ``addr`` (no TLB involved)."""
         _check_addr("vmalloc_to_page", addr)
-        return self.machine.pte.get(addr & PAGE_MASK)
+        return self.machine.pte_at(addr)
 
     # -- design hooks -----------------------------------------------------------------
     def get_vm_area_node__(self, size: int, flags: int, start: int, end: int, node: int,
@@ -531,18 +531,20 @@ class Kernel:
         if err:
             self._record_partial_map(addr, pages)
         else:
-            self._live.update(zip(range(addr, addr + len(pages) * PAGE_SIZE, PAGE_SIZE), pages))
+            vpn = addr >> PAGE_SHIFT
+            self._live.update(zip(range(vpn, vpn + len(pages)), pages))
         return err
 
     def _record_partial_map(self, addr: int, pages: Sequence[Page]) -> None:
         """After a failed vmap_page_range(): record the pages it did map before failing."""
         pte = self.machine.pte
         live = self._live
+        vpn = addr >> PAGE_SHIFT
         for page in pages:
-            if addr in live or pte.get(addr) is not page:
+            if vpn in live or pte.get(vpn) is not page:
                 break
-            live[addr] = page
-            addr += PAGE_SIZE
+            live[vpn] = page
+            vpn += 1
 
     def unmap_kernel_range(self, addr: int, size: int) -> None:
         """Unmap [addr, addr+size) and flush the TLBs at once (not lazily)."""
@@ -558,8 +560,8 @@ class Kernel:
 
     def _drop_live(self, start: int, end: int) -> None:
         pop = self._live.pop
-        for a in range(start, end, PAGE_SIZE):
-            pop(a, None)
+        for vpn in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT):
+            pop(vpn, None)
 
     def alloc_vm_area(self, size: int) -> vm_struct | None:
         """A VM_IOREMAP area with page tables but no pages mapped (for Xen)."""
@@ -836,25 +838,27 @@ class Kernel:
             raise AssertionError("vmlist tail has a next link")
         # intended translations are what the page table maps
         pte = m.pte
-        for addr, page in self._live.items():
-            if pte.get(addr) is not page:
-                raise AssertionError(f"live mapping at {addr:#x} missing from the page table")
+        for vpn, page in self._live.items():
+            if pte.get(vpn) is not page:
+                raise AssertionError(f"live mapping at {vpn << PAGE_SHIFT:#x} missing from the page table")
             if page._count <= 0:
-                raise AssertionError(f"live mapping at {addr:#x} maps free page {page.pfn:#x}")
+                raise AssertionError(f"live mapping at {vpn << PAGE_SHIFT:#x} maps free page {page.pfn:#x}")
         # THE invariant: every PTE and every TLB entry that is not a live mapping lies
         # in a range the allocator still holds back (never in one it could hand out).
         live = self._live
-        for addr, page in pte.items():
-            if live.get(addr) is not page and not self._reserved(addr):
-                raise AssertionError(f"PTE at {addr:#x} maps pfn {page.pfn:#x} outside any live or held-back range")
+        for vpn, page in pte.items():
+            if live.get(vpn) is not page and not self._reserved(vpn << PAGE_SHIFT):
+                raise AssertionError(
+                    f"PTE at {vpn << PAGE_SHIFT:#x} maps pfn {page.pfn:#x} outside any live or held-back range")
         for cpu in m.cpus:
-            for addr, page in m.tlb_entries(cpu).items():
-                if live.get(addr) is page:
+            for vpn, page in m.tlb_entries(cpu).items():
+                if live.get(vpn) is page:
                     continue
-                if addr in live:
+                addr = vpn << PAGE_SHIFT
+                if vpn in live:
                     raise AssertionError(
                         f"CPU {cpu.id} TLB holds a stale translation at {addr:#x} "
-                        f"(pfn {page.pfn:#x}, live pfn {live[addr].pfn:#x})"
+                        f"(pfn {page.pfn:#x}, live pfn {live[vpn].pfn:#x})"
                     )
                 if not self._reserved(addr):
                     raise AssertionError(
@@ -890,10 +894,10 @@ class Kernel:
     def deferred_mappings(self) -> list[int]:
         """Addresses still mapped (a PTE, or any CPU's TLB) that no live area owns."""
         m = self.machine
-        out = {a for a in m.pte if a not in self._live}
+        out = {v for v in m.pte if v not in self._live}
         for cpu in m.cpus:
-            out.update(a for a, p in m.tlb_entries(cpu).items() if self._live.get(a) is not p)
-        return sorted(out)
+            out.update(v for v, p in m.tlb_entries(cpu).items() if self._live.get(v) is not p)
+        return [v << PAGE_SHIFT for v in sorted(out)]
 
     def check_no_aliases(self) -> None:
         """The seed's promise for vm_unmap_aliases(): no deferred mapping remains."""
