@@ -57,7 +57,7 @@ class vmap_area(RBNode):  # noqa: N801 - kernel type name
     """
 
     __slots__ = ("va_start", "va_end", "flags", "private", "list_next", "list_prev", "va_seq",
-                 "gap", "sub_gap", "sub_n")
+                 "sub_gap", "sub_n")
 
     def __init__(self, va_start: int, va_end: int, seq: int) -> None:
         RBNode.__init__(self)
@@ -68,11 +68,10 @@ class vmap_area(RBNode):  # noqa: N801 - kernel type name
         self.list_next: vmap_area = self
         self.list_prev: vmap_area = self
         self.va_seq = seq
-        # The model's search accelerator (not in 2.6.28): the hole before this area
-        # (va_start - previous va_end) and, over the subtree, the largest hole and the
-        # node count. They let alloc_vmap_area find where 2.6.28's linear walk stops in
-        # O(log n) Python steps while still charging every area the kernel walks.
-        self.gap = 0
+        # The model's search accelerator (not in 2.6.28): over the subtree, the largest
+        # hole before an area (va_start - previous va_end, see _gap) and the node count.
+        # They let alloc_vmap_area find where 2.6.28's linear walk stops in O(log n)
+        # Python steps while still charging every area the kernel walks.
         self.sub_gap = 0
         self.sub_n = 1
 
@@ -80,9 +79,16 @@ class vmap_area(RBNode):  # noqa: N801 - kernel type name
         return f"vmap_area({self.va_start:#x}-{self.va_end:#x}, flags={self.flags:#x})"
 
 
+def _gap(va: vmap_area) -> int:
+    """The hole before ``va`` in pages: its start minus the previous area's end (for the
+    first area, its start: the list head ends at 0; only holes after an area are
+    searched). In pages, most holes are small ints that CPython shares: less memory."""
+    return (va.va_start - va.list_prev.va_end) >> PAGE_SHIFT
+
+
 def _vmap_area_augment(n: RBNode) -> None:
     """Recompute ``sub_gap``/``sub_n`` of ``n`` from its children (rb_augment callback)."""
-    g: int = n.gap  # type: ignore[attr-defined]
+    g: int = (n.va_start - n.list_prev.va_end) >> PAGE_SHIFT  # type: ignore[attr-defined]  # _gap(n)
     c = 1
     child = n.rb_left
     if child is not None:
@@ -111,7 +117,7 @@ def _rank(n: RBNode) -> int:
 
 
 def _next_with_gap(x: RBNode, need: int) -> vmap_area | None:
-    """The first area after ``x`` in address order whose hole before it is >= ``need``."""
+    """The first area after ``x`` in address order whose hole before it is >= ``need`` pages."""
     t = x.rb_right
     if t is None or t.sub_gap < need:  # type: ignore[attr-defined]
         t = None
@@ -119,7 +125,7 @@ def _next_with_gap(x: RBNode, need: int) -> vmap_area | None:
         p = n.rb_parent
         while p is not None:
             if p.rb_left is n:
-                if p.gap >= need:  # type: ignore[attr-defined]
+                if _gap(p) >= need:  # type: ignore[arg-type]
                     return p  # type: ignore[return-value]
                 r = p.rb_right
                 if r is not None and r.sub_gap >= need:  # type: ignore[attr-defined]
@@ -133,7 +139,7 @@ def _next_with_gap(x: RBNode, need: int) -> vmap_area | None:
         left = t.rb_left
         if left is not None and left.sub_gap >= need:  # type: ignore[attr-defined]
             t = left
-        elif t.gap >= need:  # type: ignore[attr-defined]
+        elif _gap(t) >= need:  # type: ignore[arg-type]
             return t  # type: ignore[return-value]
         else:
             t = t.rb_right  # type: ignore[assignment]
@@ -271,19 +277,17 @@ class Rewrite(Kernel, design="rewrite"):
                 n = n.rb_right
                 left = False
         rb_link_node(va, parent, root, left)
-        # the list neighbours, before rebalancing (the new leaf's in-order neighbours)
+        # link into the list first: the augment callback reads the hole from list_prev
         prev = rb_prev(va)
         after: vmap_area = prev if prev is not None else self.vmap_area_list  # type: ignore[assignment]
-        va.gap = va.va_start - after.va_end if prev is not None else 0
-        rb_insert_color(va, root)
         nxt = after.list_next
         va.list_prev = after
         va.list_next = nxt
         after.list_next = va
         nxt.list_prev = va
+        rb_insert_color(va, root)
         if nxt is not self.vmap_area_list:
-            nxt.gap = nxt.va_start - va.va_end
-            rb_augment_path(nxt, root)
+            rb_augment_path(nxt, root)  # the hole before the next area shrank
         self._nr_areas += 1
 
     def free_vmap_area__(self, va: vmap_area) -> None:
@@ -293,8 +297,7 @@ class Rewrite(Kernel, design="rewrite"):
         prev.list_next = nxt
         nxt.list_prev = prev
         if nxt is not self.vmap_area_list:
-            nxt.gap = nxt.va_start - prev.va_end if prev is not self.vmap_area_list else 0
-            rb_augment_path(nxt, self.vmap_area_root)
+            rb_augment_path(nxt, self.vmap_area_root)  # the hole before the next area grew
         va.list_next = va.list_prev = va
         va.private = None
         self._nr_areas -= 1
@@ -306,7 +309,7 @@ class Rewrite(Kernel, design="rewrite"):
         The walk visits ``first`` and each following area w while the aligned address
         after the previous area plus ``size`` overlaps w and stays <= vend.
         """
-        need = size + PAGE_SIZE  # a hole that fits has va_start - prev.va_end >= this
+        need = (size >> PAGE_SHIFT) + 1  # pages: a hole that fits has va_start - prev.va_end >= this
         x = first
         while True:
             w = _next_with_gap(x, need)
@@ -756,9 +759,6 @@ class Rewrite(Kernel, design="rewrite"):
                     raise AssertionError(f"busy areas overlap: {prev.va_start:#x} and {va.va_start:#x}")
                 if va.va_seq > prev.va_seq and va.va_start < prev.va_end + PAGE_SIZE:
                     raise AssertionError(f"allocator gap missing before {va.va_start:#x}")
-            want_gap = va.va_start - prev.va_end if prev is not None else 0
-            if va.gap != want_gap:
-                raise AssertionError(f"area {va.va_start:#x}: hole before it recorded as {va.gap:#x}, is {want_gap:#x}")
             sub_gap, sub_n = va.sub_gap, va.sub_n
             _vmap_area_augment(va)
             if (sub_gap, sub_n) != (va.sub_gap, va.sub_n):

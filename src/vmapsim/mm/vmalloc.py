@@ -141,17 +141,19 @@ class vm_area_struct:  # noqa: N801 - kernel type name
             k._user_vmas.discard(self)
 
 
-_code_sizes: dict[CodeType, int] = {}
+_symbols: dict[tuple[CodeType, int], str] = {}
 
 
 def _caller_symbol(depth: int) -> str:
-    """The kernel's ``__builtin_return_address(0)`` printed as ``sym+0xoff/0xsize``."""
+    """The kernel's ``__builtin_return_address(0)`` printed as ``sym+0xoff/0xsize``
+    (one string per call site, shared by every area allocated there)."""
     f = sys._getframe(depth + 1)
-    code = f.f_code
-    size = _code_sizes.get(code)
-    if size is None:
-        size = _code_sizes[code] = len(code.co_code)
-    return f"{code.co_name}+{f.f_lasti:#x}/{size:#x}"
+    key = (f.f_code, f.f_lasti)
+    sym = _symbols.get(key)
+    if sym is None:
+        code = f.f_code
+        sym = _symbols[key] = f"{code.co_name}+{f.f_lasti:#x}/{len(code.co_code):#x}"
+    return sym
 
 
 def _check_size(name: str, size: object) -> int:
