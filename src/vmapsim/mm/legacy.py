@@ -65,14 +65,12 @@ class Legacy(Kernel, design="legacy"):
     def get_vm_area_node__(self, size: int, flags: int, start: int, end: int, node: int,
                            gfp_mask: int, caller: str, align: int = 1) -> vm_struct | None:
         """__get_vm_area_node(): first fit on vmlist under write_lock(&vmlist_lock)."""
-        align = self._area_align(size, flags) if align == 1 else align
-        size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        if not size:
+        req = self._vm_area_request(size, flags, align)
+        if req is None:
             return None
+        size, align = req
         m = self.machine
         cpu = self._cpu
-        m.charge(cpu, "kmalloc", self.cost.kmalloc)  # kmalloc_node(sizeof(*area))
-        size += PAGE_SIZE  # We always allocate a guard page.
         mask = align - 1
         addr = (start + mask) & ~mask
         lock = self.vmlist_lock

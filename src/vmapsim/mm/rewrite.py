@@ -16,6 +16,7 @@ first purge synchronous). Structures mirror the kernel's:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -456,14 +457,12 @@ class Rewrite(Kernel, design="rewrite"):
     def get_vm_area_node__(self, size: int, flags: int, start: int, end: int, node: int,
                            gfp_mask: int, caller: str, align: int = 1) -> vm_struct | None:
         """__get_vm_area_node(): a vmap_area plus a vm_struct linked into vmlist."""
-        align = self._area_align(size, flags) if align == 1 else align
-        size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        if not size:
+        req = self._vm_area_request(size, flags, align)
+        if req is None:
             return None
+        size, align = req
         m = self.machine
         cpu = self._cpu
-        m.charge(cpu, "kmalloc", self.cost.kmalloc)
-        size += PAGE_SIZE  # We always allocate a guard page.
         va = self.alloc_vmap_area(size, align, start, end, node)
         if va is None:
             m.charge(cpu, "kfree", self.cost.kmalloc)
@@ -660,10 +659,11 @@ class Rewrite(Kernel, design="rewrite"):
                 f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): mapped with count {got}"
             )
         del ram_maps[mem]
-        pop = self._live.pop
         vpn = mem >> PAGE_SHIFT
-        for v in range(vpn, vpn + count):
-            pop(v, None)
+        try:
+            deque(map(self._live.pop, range(vpn, vpn + count)), 0)
+        except KeyError:  # a vm_map_ram() that failed half way mapped only some pages
+            self._drop_live(mem, mem + (count << PAGE_SHIFT))
         if count <= VMAP_MAX_ALLOC:
             self.vb_free(mem, count)
         else:

@@ -395,12 +395,12 @@ class Kernel:
         if addr & (PAGE_SIZE - 1):
             raise BadAddressError(f"touch: address {addr:#x} is not page aligned")
         pages = self.machine.access_pages(self._cpu, addr, count)
-        get = self._live.get
         vpn = addr >> PAGE_SHIFT
-        for page in pages:
-            if get(vpn) is not page:
-                self._page_for(vpn << PAGE_SHIFT)  # raises the precise error
-            vpn += 1
+        # every page reached must be the intended one (Page compares by identity)
+        if list(map(self._live.get, range(vpn, vpn + count))) != pages:
+            for i, page in enumerate(pages):
+                if self._live.get(vpn + i) is not page:
+                    self._page_for((vpn + i) << PAGE_SHIFT)  # raises the precise error
 
     def vmalloc_to_page(self, addr: int) -> Page | None:
         """The Page the kernel page table maps at ``addr`` (no TLB involved)."""
@@ -485,6 +485,17 @@ class Kernel:
                 bit = PAGE_SHIFT
             return 1 << bit
         return 1
+
+    def _vm_area_request(self, size: int, flags: int, align: int) -> tuple[int, int] | None:
+        """The start of __get_vm_area_node() in both designs: the area's size (page
+        aligned, plus the guard page) and alignment (IOREMAP areas: by their size), after
+        the vm_struct's kmalloc; None for a zero size."""
+        align = self._area_align(size, flags) if align == 1 else align
+        size = (size + PAGE_SIZE - 1) & PAGE_MASK
+        if not size:
+            return None
+        self.machine.charge(self._cpu, "kmalloc", self.cost.kmalloc)  # kmalloc_node(sizeof(*area))
+        return size + PAGE_SIZE, align  # We always allocate a guard page.
 
     def get_vm_area__(self, size: int, flags: int, start: int, end: int) -> vm_struct | None:
         """__get_vm_area(size, flags, start, end)."""
