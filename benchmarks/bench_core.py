@@ -74,6 +74,68 @@ def bare_dict_loop(n: int) -> None:
             tlb.clear()
 
 
+def inlined_floor(n: int) -> None:
+    """What the model's steps cost with no layering at all: one function doing the
+    same per-op work as vm_map_ram+touch+vm_unmap_ram (validate the pages, bitmap
+    search, lock and cost accounting, PTEs, the oracle's intended translations, TLB
+    fills checked against them, unmap bookkeeping) on plain dicts and locals. Not the
+    model: a bound on how fast any CPython model doing this work can be."""
+    from collections import deque
+
+    pages = [vmapsim.Page(i, 0, "Normal") for i in range(4)]
+    for p in pages:
+        p._count = 1
+    pte: dict[int, object] = {}
+    live: dict[int, object] = {}
+    ram: dict[int, int] = {}
+    tlb: dict[int, object] = {}
+    prof: dict[str, float] = {}
+    clock = 0.0
+    amap = hint = 0
+    base = 0xFFFFC20000000000 >> 12
+    page_cls = vmapsim.Page
+    for _ in range(n):
+        for p in pages:
+            if p.__class__ is not page_cls or p._count <= 0:
+                raise ValueError("bad page")
+        i = hint
+        while (amap >> i) & 15:
+            i += 4
+        amap |= 15 << i
+        hint = i + 4
+        clock += 13.0
+        prof["_spin_lock"] = prof.get("_spin_lock", 0.0) + 13.0
+        vpn = base + i
+        ram[vpn] = 4
+        rng = range(vpn, vpn + 4)
+        if pte.keys().isdisjoint(rng):
+            pte.update(zip(rng, pages))
+        clock += 400.0
+        prof["vmap_page_range"] = prof.get("vmap_page_range", 0.0) + 400.0
+        live.update(zip(rng, pages))
+        out = list(map(tlb.get, rng))
+        if None in out:
+            for j, a in enumerate(rng):
+                if out[j] is None:
+                    out[j] = tlb[a] = pte[a]
+        clock += 100.0
+        prof["touch"] = prof.get("touch", 0.0) + 100.0
+        if list(map(live.get, rng)) != out:
+            raise AssertionError("oracle")
+        if ram.get(vpn) != 4:
+            raise AssertionError("count")
+        del ram[vpn]
+        deque(map(live.pop, rng), 0)
+        clock += 10.0
+        prof["_spin_lock"] = prof.get("_spin_lock", 0.0) + 10.0
+        if hint >= 1020:  # the block is used up: purge its PTEs, flush
+            amap = hint = 0
+            for a in range(base, base + 1024):
+                pte.pop(a, None)
+            base += 1024
+            tlb.clear()
+
+
 def rate(fn: Callable[[int], None], n: int, repeats: int) -> float:
     """Median ops/s over ``repeats`` runs of ``n`` ops."""
     out = []
@@ -134,6 +196,9 @@ def main() -> int:
     print(f"{'bare dict loop (reference), 4 pages':44s} {'-':>10s} {ref:>10.0f}")
     print(f"ratio vm_map_ram+touch+vm_unmap_ram / bare loop: {model:.0f} / {ref:.0f} = {model / ref:.2f}"
           f" (target >= 0.40)")
+    floor = rate(inlined_floor, n, repeats)
+    print(f"the same work inlined in one function (a floor, not the model): {floor:.0f} ops/s = "
+          f"{floor / ref:.2f} x the bare loop")
     areas, vmaps = heap_per_area(big)
     print(f"heap per live area at {big} areas (tracemalloc): get_vm_area (vmap_area + vm_struct + "
           f"vmlist entry) {areas:.0f} B (target <= 400 B per vmap_area); vmap of 1 page (also its "
