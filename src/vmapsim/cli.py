@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(table[args.command].run(args) or 0)
     except BrokenPipeError:  # e.g. `vmapsim ... | head`
         return 0
+    except OSError as e:  # a file named on the command line cannot be read or written
+        print(f"vmapsim {args.command}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

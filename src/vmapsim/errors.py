@@ -51,6 +51,11 @@ class InvariantError(VmapError):
     """``check()`` found a broken invariant of a data structure or of the design."""
 
 
+class InvalidArgumentError(VmapError, ValueError):
+    """An argument of the right type but out of its range (a negative size, an
+    unaligned or out-of-range address, an area that is not live)."""
+
+
 class ConfigError(VmapError, ValueError):
     """A constructor or command-line argument out of its range."""
 

@@ -7,19 +7,21 @@ import argparse
 from ..hw.physmem import PAGE_SIZE
 from ..mm.constants import VM_IOREMAP
 from ..mm.vmalloc import Kernel
+from ._args import add_cpus, add_design
 
 NAME = "demo"
 HELP = "a short tour: vmalloc, vmap, vm_map_ram and frees on several CPUs"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--design", default="rewrite", help="rewrite (2.6.28) or legacy (2.6.27)")
-    p.add_argument("--cpus", type=int, default=4)
+    add_design(p)
+    add_cpus(p, 4)
 
 
 def run(args: argparse.Namespace) -> int:
     k = Kernel(cpus=args.cpus, design=args.design)
-    print(f"vmapsim demo: design={k.design}, {k.cpus} CPUs, lazy_max_pages={k.lazy_max_pages()}")
+    lazy = f", lazy_max_pages={k.lazy_max_pages()}" if k.design == "rewrite" else ""
+    print(f"vmapsim demo: design={k.design}, {k.cpus} CPUs{lazy}")
     kept = []
     for cpu in range(k.cpus):
         with k.on_cpu(cpu):

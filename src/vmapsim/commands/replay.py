@@ -9,6 +9,8 @@ import os
 import sys
 from typing import Any
 
+from ._args import add_cpus, add_design
+
 NAME = "replay"
 HELP = "replay a real /proc/vmallocinfo snapshot or ftrace trace on the model and compare"
 
@@ -23,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "vmallocinfo-after.txt beside the trace, if present)")
     p.add_argument("--no-snapshots", action="store_true", help="ignore vmallocinfo files beside the trace")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of stopping")
-    p.add_argument("--design", default="rewrite", help="rewrite (2.6.28) or legacy (2.6.27)")
-    p.add_argument("--cpus", type=int, default=None, help="CPUs of the model (default: the trace's, or 2)")
+    add_design(p)
+    add_cpus(p, None, "CPUs of the model (default: the trace's, or 2)")
     p.add_argument("--block-pages", default="auto",
                    help="vmap block size in pages: auto (the capture's, else Linux 6.1's 256), "
                         "model (the design's own default) or a power of two 128..1024")

@@ -21,6 +21,7 @@ import sys
 from ..errors import ConfigError
 from ..hw.cost import PRESETS, get_preset
 from ..workloads import test_vmalloc as tv
+from ._args import nonneg_int
 
 NAME = "stress"
 HELP = "the kernel's test_vmalloc suite (lib/test_vmalloc.c) on simulated CPUs"
@@ -72,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"bit i selects case i (default INT_MAX = {tv.INT_MAX:#x}: all)")
     p.add_argument("--sequential-test-order", type=_int, default=None, choices=(0, 1),
                    help="1: cases in bit order; 0: shuffled per worker with the seed (default 0)")
-    p.add_argument("--nr-pages", type=_int, default=None,
+    p.add_argument("--nr-pages", type=nonneg_int, default=None,
                    help="pages for fix_size_alloc_test and vm_map_ram_test (0 = 1; default 0)")
     p.add_argument("--design", default="rewrite", choices=("rewrite", "legacy"),
                    help="which vmap layer: rewrite (2.6.28, default) or legacy (2.6.27)")

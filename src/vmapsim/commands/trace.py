@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._args import add_cpus, add_seed, nonneg_int
+
 NAME = "trace"
 HELP = "generate an ftrace-style kprobe trace of the model running a workload"
 
@@ -15,9 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--workload", default="mixed", choices=WORKLOADS,
                    help="forkstorm (vmalloc'd stacks), xfsdir (vm_map_ram of 16 pages), mixed (the whole API)")
-    p.add_argument("--ops", type=int, default=10000, help="about this many calls (default 10000)")
-    p.add_argument("--cpus", type=int, default=4)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--ops", type=nonneg_int, default=10000, help="about this many calls (default 10000)")
+    add_cpus(p, 4)
+    add_seed(p, 1)
     p.add_argument("--out", metavar="FILE", help="write the trace here (default: standard output)")
     p.add_argument("--kprobe-events", metavar="FILE", help="also write the probe definitions here")
     p.add_argument("--vmallocinfo", metavar="FILE",

@@ -46,7 +46,7 @@ from .rbtree import (
     rb_next,
     rb_prev,
 )
-from .vmalloc import Kernel, vm_struct
+from .vmalloc import Kernel, _check_int, vm_struct
 
 
 class vmap_area(RBNode):  # noqa: N801 - kernel type name
@@ -204,6 +204,7 @@ class Rewrite(Kernel, design="rewrite"):
         super().__init__(*args, **kw)
         m = self.machine
         self.vm_unmap_aliases_2628 = bool(vm_unmap_aliases_2628)
+        _check_int("Kernel", "nr_cpus_config", nr_cpus_config)
         if nr_cpus_config < m.ncpus:
             raise ConfigError(f"nr_cpus_config ({nr_cpus_config}) < cpus ({m.ncpus})")
         # VMALLOC_PAGES is VMALLOC_SPACE / PAGE_SIZE, a fixed guess of 128 GiB on 64-bit
@@ -355,16 +356,24 @@ class Rewrite(Kernel, design="rewrite"):
             addr = (vstart + mask) & ~mask
             lock.lock(cpu)
             visits = 0
-            # The leftmost area ending at or after addr is the first that could clash.
+            # 2.6.28's descent: ``first`` is the first area met that overlaps
+            # [addr, addr+size) on the way left, or the last one passed going right.
             first = None
             n = root.rb_node
             while n is not None:
                 visits += 1
                 if n.va_end >= addr:  # type: ignore[attr-defined]
-                    first = n
+                    if first is None and n.va_start < addr + size:  # type: ignore[attr-defined]
+                        first = n
                     n = n.rb_left
                 else:
+                    first = n
                     n = n.rb_right
+            if first is not None and first.va_end < addr:  # type: ignore[attr-defined]
+                visits += 1
+                first = first.list_next  # type: ignore[attr-defined]  # rb_next(): the list has the same order
+                if first is self.vmap_area_list:
+                    first = None
             if first is not None and addr + size > first.va_start and addr + size <= vend:  # type: ignore[attr-defined]
                 # 2.6.28 walks with rb_next() from ``first``, moving addr past each area
                 # it clashes with, until the hole before an area fits or addr passes vend.
@@ -615,6 +624,10 @@ class Rewrite(Kernel, design="rewrite"):
         """Map ``count`` pages; small counts come from this CPU's vmap_block."""
         if count.__class__ is not int or not 0 < count <= len(pages):
             self._check_pages("vm_map_ram", pages, count)
+        if node != -1:
+            self._check_node("vm_map_ram", node)
+        if prot != PAGE_KERNEL:
+            _check_int("vm_map_ram", "prot", prot)
         pages = pages[:count]
         for p in pages:
             if p.__class__ is not Page or p._count <= 0:

@@ -33,6 +33,7 @@ from ..errors import (
     BadPageError,
     ConfigError,
     DoubleFreeError,
+    InvalidArgumentError,
     InvariantError,
     StaleTranslationError,
     UnsupportedError,
@@ -106,9 +107,9 @@ class vm_area_struct:  # noqa: N801 - kernel type name
             if not isinstance(v, int) or isinstance(v, bool):
                 raise TypeError(f"{name} must be an int, not {type(v).__name__}")
             if v & (PAGE_SIZE - 1):
-                raise ValueError(f"{name} {v:#x} is not page aligned")
+                raise InvalidArgumentError(f"{name} {v:#x} is not page aligned")
         if vm_end <= vm_start:
-            raise ValueError(f"empty vma [{vm_start:#x}, {vm_end:#x})")
+            raise InvalidArgumentError(f"empty vma [{vm_start:#x}, {vm_end:#x})")
         self.vm_start = vm_start
         self.vm_end = vm_end
         self.vm_flags = 0
@@ -156,18 +157,24 @@ def _caller_symbol(depth: int) -> str:
     return sym
 
 
+def _check_int(name: str, what: str, v: object) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(f"{name}: {what} must be an int, not {type(v).__name__}")
+    return v
+
+
 def _check_size(name: str, size: object) -> int:
-    if not isinstance(size, int) or isinstance(size, bool):
-        raise TypeError(f"{name}: size must be an int, not {type(size).__name__}")
-    if size < 0:
-        raise ValueError(f"{name}: size must not be negative, got {size}")
-    return size
+    _check_int(name, "size", size)
+    if size < 0:  # type: ignore[operator]
+        raise InvalidArgumentError(f"{name}: size must not be negative, got {size}")
+    return size  # type: ignore[return-value]
 
 
 def _check_addr(name: str, addr: object) -> int:
-    if not isinstance(addr, int) or isinstance(addr, bool):
-        raise TypeError(f"{name}: address must be an int, not {type(addr).__name__}")
-    return addr
+    _check_int(name, "address", addr)
+    if addr < 0:  # type: ignore[operator]
+        raise InvalidArgumentError(f"{name}: address must not be negative, got {addr}")
+    return addr  # type: ignore[return-value]
 
 
 class Kernel:
@@ -218,9 +225,11 @@ class Kernel:
             self.VMALLOC_END = VMALLOC_END
         else:
             _check_size("vmalloc_size", vmalloc_size)
-            if vmalloc_size < 16 * PAGE_SIZE or vmalloc_size & (PAGE_SIZE - 1):
+            if (vmalloc_size < 16 * PAGE_SIZE or vmalloc_size & (PAGE_SIZE - 1)
+                    or vmalloc_size > VMALLOC_END + 1 - VMALLOC_START):
                 raise ConfigError(
-                    f"vmalloc_size must be a multiple of PAGE_SIZE of at least 16 pages, got {vmalloc_size}"
+                    f"vmalloc_size must be a multiple of PAGE_SIZE from 16 pages to x86_64's "
+                    f"{(VMALLOC_END + 1 - VMALLOC_START) >> 40} TiB, got {vmalloc_size}"
                 )
             self.VMALLOC_END = VMALLOC_START + vmalloc_size - 1
         self.num_physpages = mem_pages
@@ -255,10 +264,7 @@ class Kernel:
     @contextmanager
     def on_cpu(self, cpu: int) -> Iterator[CPU]:
         """Run the calls inside the ``with`` block on CPU ``cpu`` (smp_processor_id())."""
-        if not isinstance(cpu, int) or isinstance(cpu, bool):
-            raise TypeError(f"cpu must be an int, not {type(cpu).__name__}")
-        if not 0 <= cpu < self.machine.ncpus:
-            raise ConfigError(f"cpu {cpu} out of range 0..{self.machine.ncpus - 1}")
+        self._check_cpu(cpu)
         old = self._cpu
         self._cpu = self.machine.cpus[cpu]
         try:
@@ -268,9 +274,19 @@ class Kernel:
 
     def set_cpu(self, cpu: int) -> None:
         """Switch the current CPU (what ``on_cpu`` does, without restoring it)."""
-        if not 0 <= cpu < self.machine.ncpus:
-            raise ConfigError(f"cpu {cpu} out of range 0..{self.machine.ncpus - 1}")
+        self._check_cpu(cpu)
         self._cpu = self.machine.cpus[cpu]
+
+    def _check_cpu(self, cpu: object) -> None:
+        _check_int("cpu", "cpu", cpu)
+        if not 0 <= cpu < self.machine.ncpus:  # type: ignore[operator]
+            raise ConfigError(f"cpu {cpu} out of range 0..{self.machine.ncpus - 1}")
+
+    def _check_node(self, who: str, node: object) -> int:
+        _check_int(who, "node", node)
+        if not -1 <= node < self.machine.mem.nodes:  # type: ignore[operator]
+            raise ConfigError(f"{who}: node {node} out of range -1..{self.machine.mem.nodes - 1}")
+        return node  # type: ignore[return-value]
 
     def lazy_max_pages(self) -> int:
         """fls(num_online_cpus()) * (32 MiB / PAGE_SIZE)."""
@@ -285,8 +301,7 @@ class Kernel:
 
     def tlb_entries(self, cpu: int) -> set[int]:
         """The page-aligned virtual addresses cached in ``cpu``'s TLB."""
-        if not 0 <= cpu < self.machine.ncpus:
-            raise ConfigError(f"cpu {cpu} out of range 0..{self.machine.ncpus - 1}")
+        self._check_cpu(cpu)
         return {vpn << PAGE_SHIFT for vpn in self.machine.tlb_entries(self.machine.cpus[cpu])}
 
     def nr_free_pages(self) -> int:
@@ -311,17 +326,15 @@ class Kernel:
         self.machine.charge(self._cpu, "__free_pages", self.cost.page_alloc)
 
     def _alloc_page(self, node: int, gfp_mask: int) -> Page | None:
-        if not isinstance(node, int):
-            raise TypeError(f"node must be an int, not {type(node).__name__}")
+        self._check_node("alloc_page", node)
+        _check_int("alloc_page", "gfp_mask", gfp_mask)
         m = self.machine
-        if node >= m.mem.nodes or node < -1:
-            raise ConfigError(f"node {node} out of range -1..{m.mem.nodes - 1}")
         cpu = self._cpu
         page = m.mem.alloc_page(cpu.node if node < 0 else node, bool(gfp_mask & GFP_DMA32__))
         m.charge(cpu, "__alloc_pages_internal", self.cost.page_alloc)
         if page is None:
-            # Test-suite fix: a failed vmalloc() left no message in k.warnings. This is
-            # 2.6.28's page-allocator printk; the model has no tasks, so comm is "vmapsim".
+            # 2.6.28's page-allocator printk, so a vmalloc() that runs out of pages leaves a
+            # trace in k.warnings; the model has no tasks, so comm is "vmapsim".
             m.warn(f"vmapsim: page allocation failure. order:0, mode:{gfp_mask:#x}")
         elif gfp_mask & GFP_ZERO__:
             page.data = None
@@ -392,6 +405,10 @@ class Kernel:
         translation against the oracle; page contents are left as they are (use
         write() to change them).
         """
+        if addr.__class__ is not int or count.__class__ is not int or count <= 0:
+            _check_addr("touch", addr)
+            _check_int("touch", "count", count)
+            raise InvalidArgumentError(f"touch: count must be positive, got {count}")
         if addr & (PAGE_SIZE - 1):
             raise BadAddressError(f"touch: address {addr:#x} is not page aligned")
         pages = self.machine.access_pages(self._cpu, addr, count)
@@ -500,17 +517,25 @@ class Kernel:
     def get_vm_area__(self, size: int, flags: int, start: int, end: int) -> vm_struct | None:
         """__get_vm_area(size, flags, start, end)."""
         _check_size("__get_vm_area", size)
+        _check_int("__get_vm_area", "flags", flags)
         _check_addr("__get_vm_area", start)
         _check_addr("__get_vm_area", end)
+        # Deviation: the model has only the vmalloc range (no module or fixmap space).
+        if start & (PAGE_SIZE - 1) or not self.VMALLOC_START <= start < end <= self.VMALLOC_END + 1:
+            raise InvalidArgumentError(
+                f"__get_vm_area: range {start:#x}-{end:#x} must be page aligned and inside "
+                f"VMALLOC_START..VMALLOC_END ({self.VMALLOC_START:#x}-{self.VMALLOC_END:#x})")
         return self.get_vm_area_node__(size, flags, start, end, -1, GFP_KERNEL, _caller_symbol(1))
 
     def get_vm_area(self, size: int, flags: int) -> vm_struct | None:
         _check_size("get_vm_area", size)
+        _check_int("get_vm_area", "flags", flags)
         return self.get_vm_area_node__(size, flags, self.VMALLOC_START, self.VMALLOC_END, -1,
                                        GFP_KERNEL, _caller_symbol(1))
 
     def get_vm_area_caller(self, size: int, flags: int, caller: str) -> vm_struct | None:
         _check_size("get_vm_area_caller", size)
+        _check_int("get_vm_area_caller", "flags", flags)
         if not isinstance(caller, str):
             raise TypeError(f"caller must be a str (a symbol), not {type(caller).__name__}")
         return self.get_vm_area_node__(size, flags, self.VMALLOC_START, self.VMALLOC_END, -1,
@@ -519,24 +544,35 @@ class Kernel:
     def get_vm_area_node(self, size: int, flags: int, node: int,
                          gfp_mask: int = GFP_KERNEL) -> vm_struct | None:
         _check_size("get_vm_area_node", size)
-        if not isinstance(node, int) or isinstance(node, bool):  # test-suite fix: a str node was accepted
-            raise TypeError(f"get_vm_area_node: node must be an int, not {type(node).__name__}")
+        _check_int("get_vm_area_node", "flags", flags)
+        _check_int("get_vm_area_node", "gfp_mask", gfp_mask)
+        self._check_node("get_vm_area_node", node)
         return self.get_vm_area_node__(size, flags, self.VMALLOC_START, self.VMALLOC_END, node,
                                        gfp_mask, _caller_symbol(1))
 
     @staticmethod
     def get_vm_area_size(area: vm_struct) -> int:
         """Actual size without the guard page."""
+        if not isinstance(area, vm_struct):
+            raise TypeError(f"get_vm_area_size: area must be a vm_struct, not {type(area).__name__}")
         return area.size - PAGE_SIZE
 
     def map_vm_area(self, area: vm_struct, prot: int, pages: Sequence[Page]) -> int:
         """Map ``pages`` over the area (without its guard page): 0 or -EBUSY/-ENOMEM."""
+        self._check_live_area("map_vm_area", area)
+        _check_int("map_vm_area", "prot", prot)
+        self._check_pages("map_vm_area", pages, (area.size - PAGE_SIZE) >> PAGE_SHIFT)
+        return self._map_vm_area(area, prot, pages)
+
+    def _map_vm_area(self, area: vm_struct, prot: int, pages: Sequence[Page]) -> int:
+        """map_vm_area() for callers that made the area and checked the pages."""
+        return self.vmap_page_range_(area.addr, pages[:(area.size - PAGE_SIZE) >> PAGE_SHIFT], prot)
+
+    def _check_live_area(self, who: str, area: object) -> None:
         if not isinstance(area, vm_struct):
-            raise TypeError(f"map_vm_area: area must be a vm_struct, not {type(area).__name__}")
-        n = (area.size - PAGE_SIZE) >> PAGE_SHIFT
-        if len(pages) < n:
-            raise ValueError(f"map_vm_area: {n} pages needed, {len(pages)} given")
-        return self.vmap_page_range_(area.addr, pages[:n], prot)
+            raise TypeError(f"{who}: area must be a vm_struct, not {type(area).__name__}")
+        if self.find_vm_area(area.addr) is not area:
+            raise InvalidArgumentError(f"{who}: the vm_struct at {area.addr:#x} is not a live area")
 
     def vmap_page_range_(self, addr: int, pages: Sequence[Page], prot: int) -> int:
         """vmap_page_range(): set the PTEs and record the intended translations."""
@@ -627,13 +663,15 @@ class Kernel:
              prot: int = PAGE_KERNEL) -> int | None:
         """Map ``count`` pages virtually contiguously; the address or None."""
         self._check_pages("vmap", pages, count)
+        _check_int("vmap", "flags", flags)
+        _check_int("vmap", "prot", prot)
         if count > self.num_physpages:
             return None
         area = self.get_vm_area_node__(count << PAGE_SHIFT, flags, self.VMALLOC_START,
                                        self.VMALLOC_END, -1, GFP_KERNEL, _caller_symbol(1))
         if area is None:
             return None
-        if self.map_vm_area(area, prot, pages):
+        if self._map_vm_area(area, prot, pages):
             self.vunmap(area.addr)
             return None
         return area.addr
@@ -650,11 +688,11 @@ class Kernel:
         if not isinstance(count, int) or isinstance(count, bool):
             raise TypeError(f"{who}: count must be an int, not {type(count).__name__}")
         if count <= 0:
-            raise ValueError(f"{who}: count must be positive, got {count}")
+            raise InvalidArgumentError(f"{who}: count must be positive, got {count}")
         if not isinstance(pages, (list, tuple)):
             raise TypeError(f"{who}: pages must be a list of Page, not {type(pages).__name__}")
         if len(pages) < count:
-            raise ValueError(f"{who}: count {count} but only {len(pages)} pages given")
+            raise InvalidArgumentError(f"{who}: count {count} but only {len(pages)} pages given")
         for i in range(count):
             p = pages[i]
             if not isinstance(p, Page):
@@ -690,15 +728,18 @@ class Kernel:
                 self.vfree(area.addr)
                 return None
             pages.append(page)
-        if self.map_vm_area(area, prot, pages):
+        if self._map_vm_area(area, prot, pages):
             self.vfree(area.addr)
             return None
         return area.addr
 
     def vmalloc_area__(self, area: vm_struct, gfp_mask: int, prot: int) -> int | None:
         """__vmalloc_area(area, gfp_mask, prot)."""
-        if not isinstance(area, vm_struct):
-            raise TypeError(f"__vmalloc_area: area must be a vm_struct, not {type(area).__name__}")
+        self._check_live_area("__vmalloc_area", area)
+        if area.pages is not None:
+            raise InvalidArgumentError(f"__vmalloc_area: the area at {area.addr:#x} has its pages already")
+        _check_int("__vmalloc_area", "gfp_mask", gfp_mask)
+        _check_int("__vmalloc_area", "prot", prot)
         return self.vmalloc_area_node__(area, gfp_mask, prot, -1, area.caller)
 
     def vmalloc_node__(self, size: int, gfp_mask: int, prot: int, node: int,
@@ -707,7 +748,8 @@ class Kernel:
         _check_size("vmalloc", size)
         size = (size + PAGE_SIZE - 1) & PAGE_MASK
         if not size or (size >> PAGE_SHIFT) > self.num_physpages:
-            self.machine.warn(f"vmalloc: allocation of {size} bytes refused (0 or more than memory)")
+            # a model note: 2.6.28's __vmalloc_node() returns NULL here without a message
+            self.machine.warn(f"vmapsim: vmalloc of {size} bytes refused: 0 or more than physical memory")
             return None
         area = self.get_vm_area_node__(size, VM_ALLOC, self.VMALLOC_START, self.VMALLOC_END,
                                        node, gfp_mask, caller)
@@ -718,6 +760,8 @@ class Kernel:
     def vmalloc__(self, size: int, gfp_mask: int = GFP_KERNEL | GFP_HIGHMEM__,
                   prot: int = PAGE_KERNEL) -> int | None:
         """__vmalloc(size, gfp_mask, prot)."""
+        _check_int("__vmalloc", "gfp_mask", gfp_mask)
+        _check_int("__vmalloc", "prot", prot)
         return self.vmalloc_node__(size, gfp_mask, prot, -1, _caller_symbol(1))
 
     def vmalloc(self, size: int) -> int | None:
@@ -726,15 +770,17 @@ class Kernel:
                                    _caller_symbol(1))
 
     def vmalloc_node(self, size: int, node: int) -> int | None:
+        self._check_node("vmalloc_node", node)
         return self.vmalloc_node__(size, GFP_KERNEL | GFP_HIGHMEM__, PAGE_KERNEL, node,
                                    _caller_symbol(1))
 
     def vmalloc_exec(self, size: int) -> int | None:
+        # __vmalloc() records its caller: this wrapper (as vmalloc_32/_user/_32_user)
         return self.vmalloc_node__(size, GFP_KERNEL | GFP_HIGHMEM__, PAGE_KERNEL_EXEC, -1,
-                                   _caller_symbol(1))
+                                   _caller_symbol(0))
 
     def vmalloc_32(self, size: int) -> int | None:
-        return self.vmalloc_node__(size, GFP_VMALLOC32, PAGE_KERNEL, -1, _caller_symbol(1))
+        return self.vmalloc_node__(size, GFP_VMALLOC32, PAGE_KERNEL, -1, _caller_symbol(0))
 
     def _usermap(self, addr: int | None) -> int | None:
         if addr is not None:
@@ -746,11 +792,11 @@ class Kernel:
     def vmalloc_user(self, size: int) -> int | None:
         """Zeroed memory suitable for remap_vmalloc_range (VM_USERMAP)."""
         return self._usermap(self.vmalloc_node__(
-            size, GFP_KERNEL | GFP_HIGHMEM__ | GFP_ZERO__, PAGE_KERNEL, -1, _caller_symbol(1)))
+            size, GFP_KERNEL | GFP_HIGHMEM__ | GFP_ZERO__, PAGE_KERNEL, -1, _caller_symbol(0)))
 
     def vmalloc_32_user(self, size: int) -> int | None:
         return self._usermap(self.vmalloc_node__(
-            size, GFP_VMALLOC32 | GFP_ZERO__, PAGE_KERNEL, -1, _caller_symbol(1)))
+            size, GFP_VMALLOC32 | GFP_ZERO__, PAGE_KERNEL, -1, _caller_symbol(0)))
 
     def vmalloc_sync_all(self) -> None:
         """x86: copy the kernel's vmalloc PGD entries into every mm. The model has one
@@ -832,6 +878,8 @@ class Kernel:
             self._check_design()
         except AssertionError as e:
             raise InvariantError(str(e)) from None
+        except (AttributeError, TypeError) as e:  # a structure holds an object of the wrong kind
+            raise InvariantError(f"corrupted model state: {e}") from None
 
     def _check_common(self) -> None:
         m = self.machine
@@ -884,8 +932,8 @@ class Kernel:
             holders[id(p)] = holders.get(id(p), 0) + 1
             pages[id(p)] = p
         for v in self._vmlist:
-            # test-suite fix: __vmalloc_area() may fill a non-VM_ALLOC area (e.g. VM_MAP);
-            # its pages are held all the same (vfree frees any area's pages)
+            # __vmalloc_area() may fill a non-VM_ALLOC area (e.g. VM_MAP); its pages are
+            # held all the same (vfree frees any area's pages)
             if v.pages is not None:
                 for p in v.pages[:v.nr_pages]:
                     holders[id(p)] = holders.get(id(p), 0) + 1

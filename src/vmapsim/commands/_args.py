@@ -1,0 +1,49 @@
+"""Argument types and options shared by the subcommands (argparse exits 2 on a bad value)."""
+
+from __future__ import annotations
+
+import argparse
+
+DESIGNS = ("rewrite", "legacy")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def positive_int(text: str) -> int:
+    n = _int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} must be positive")
+    return n
+
+
+def nonneg_int(text: str) -> int:
+    n = _int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} must not be negative")
+    return n
+
+
+def cpu_count(text: str) -> int:
+    n = positive_int(text)
+    if n > 1024:
+        raise argparse.ArgumentTypeError(f"{n} CPUs: the model has 1..1024")
+    return n
+
+
+def add_design(p: argparse.ArgumentParser, default: str = "rewrite") -> None:
+    p.add_argument("--design", default=default, choices=DESIGNS,
+                   help=f"rewrite (2.6.28) or legacy (2.6.27); default {default}")
+
+
+def add_cpus(p: argparse.ArgumentParser, default: int | None, what: str = "") -> None:
+    p.add_argument("--cpus", type=cpu_count, default=default,
+                   help=what or f"CPUs of the simulated machine (default {default})")
+
+
+def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
+    p.add_argument("--seed", type=int, default=default, help=f"random seed (default {default})")
