@@ -52,7 +52,6 @@ GFP_VMALLOC32 = GFP_DMA32 | GFP_KERNEL
 # errno values returned by the int-returning calls
 EINVAL = 22
 EBUSY = 16
-ENOMEM = 12
 
 BITS_PER_LONG = 64
 #: vm_map_ram: largest request served from a per-CPU vmap_block, in pages.
@@ -65,18 +64,6 @@ def fls(x: int) -> int:
     """Find last set bit, 1-based (fls(0) == 0), as the kernel's fls()."""
     return x.bit_length()
 
-
-def get_order(size: int) -> int:
-    """Smallest order such that (PAGE_SIZE << order) >= size (size > 0)."""
-    return ((size - 1) >> PAGE_SHIFT).bit_length()
-
-
-def ALIGN(x: int, a: int) -> int:  # noqa: N802 - kernel macro name
-    return (x + a - 1) & ~(a - 1)
-
-
-def PAGE_ALIGN(x: int) -> int:  # noqa: N802 - kernel macro name
-    return (x + PAGE_SIZE - 1) & PAGE_MASK
 
 #: mm/vmalloc.c's guess at the vmalloc space, used only to size vmap blocks:
 #: 128 GiB on 64-bit (not the real range).
