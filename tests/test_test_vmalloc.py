@@ -209,7 +209,8 @@ def run_test_vmalloc(k: Kernel, run_test_mask: int, nr_threads: int = 1,
             k.check()
     for name, (ok, bad) in result.items():
         loops = p.test_loop_count
-        avg = ns[name] / max(1, (ok + bad) * loops) / 1000
+        # the module's avg: time over all repetitions / test_repeat_count (per worker run)
+        avg = ns[name] / max(1, ok + bad) / 1000
         print(f"Summary: {name} passed: {ok} failed: {bad} repeat: {test_repeat_count} "
               f"loops: {loops} avg: {avg:.0f} usec")
     return result
