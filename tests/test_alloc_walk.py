@@ -80,3 +80,32 @@ def test_search_matches_the_kernels_walk(seed: int) -> None:
             live.append(va)
         k.check()
     assert walked > 5  # long walks past busy areas were exercised
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_legacy_search_matches_the_linear_vmlist_walk(seed: int) -> None:
+    rng = random.Random(seed)
+    k = vmapsim.Kernel(cpus=2, design="legacy", vmalloc_size=rng.choice([256, 1024, 4096]) * PS)
+    live = []
+    compared = long = 0
+    for _ in range(300):
+        if live and rng.random() < 0.3:
+            k.vunmap(live.pop(rng.randrange(len(live))).addr)
+            continue
+        size = rng.choice([1, 2, 3, 5, 8, 16]) * PS
+        align = rng.choice([1, PS, 4 * PS, 16 * PS])
+        start = k.VMALLOC_START + rng.choice([0, 0, 0, 7 * PS])
+        mask = align - 1
+        addr = (start + mask) & ~mask
+        with_guard = size + PS
+        fast = k._first_fit(addr, with_guard, mask, k.VMALLOC_END)
+        assert fast == k._first_fit_linear(addr, with_guard, mask, k.VMALLOC_END)
+        compared += 1
+        long += fast[1] > 10
+        area = k.get_vm_area_node__(size, 0, start, k.VMALLOC_END, -1, vmapsim.GFP_KERNEL, "t", align=align)
+        assert (area is not None) == fast[2]
+        if area is not None:
+            assert area.addr == fast[0]
+            live.append(area)
+        k.check()
+    assert compared > 100 and long > 5

@@ -23,7 +23,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
-from .constants import PAGE_SIZE
+from .constants import PAGE_SHIFT, PAGE_SIZE
+from .holes import first_end_over, hole_augment, index_erase, index_insert, next_with_hole, rank
+from .rbtree import RBNode, RBRoot
 from .vmalloc import Kernel, vm_struct
 
 #: printk of 2.6.27's __get_vm_area_node when no gap fits.
@@ -49,6 +51,23 @@ class vm_area_view:  # noqa: N801 - mirrors vmap_area's field names
         return f"vm_area_view({self.va_start:#x}-{self.va_end:#x}, flags={self.flags:#x})"
 
 
+class _vm_node(RBNode):  # noqa: N801
+    """The model's index entry for one vm_struct on vmlist (not kernel data): lets the
+    first-fit search find where 2.6.27's linear walk stops in O(log n) Python steps
+    (see mm/holes.py); the walk's every node is still charged."""
+
+    __slots__ = ("va_start", "va_end", "list_prev", "list_next", "sub_gap", "sub_n")
+
+    def __init__(self, start: int, end: int) -> None:
+        RBNode.__init__(self)
+        self.va_start = start
+        self.va_end = end
+        self.list_prev: _vm_node = self
+        self.list_next: _vm_node = self
+        self.sub_gap = 0
+        self.sub_n = 1
+
+
 class Legacy(Kernel, design="legacy"):
     """Linux 2.6.27's vmap layer (see the module docstring)."""
 
@@ -60,6 +79,20 @@ class Legacy(Kernel, design="legacy"):
         #: Start addresses of areas freed and not handed out again (the model's, to
         #: tell a double free from a bad address).
         self._freed: set[int] = set()
+        self._index = RBRoot(hole_augment)
+        self._index_head = _vm_node(0, 0)
+        self._nodes: dict[int, _vm_node] = {}
+
+    def vmlist_link(self, area: vm_struct) -> int:
+        walked = super().vmlist_link(area)
+        node = self._nodes[area.addr] = _vm_node(area.addr, area.addr + area.size)
+        index_insert(self._index, self._index_head, node)
+        return walked
+
+    def vmlist_unlink(self, area: vm_struct) -> int:
+        walked = super().vmlist_unlink(area)
+        index_erase(self._index, self._index_head, self._nodes.pop(area.addr))
+        return walked
 
     # -- the list walk ----------------------------------------------------------------
     def get_vm_area_node__(self, size: int, flags: int, start: int, end: int, node: int,
@@ -75,34 +108,7 @@ class Legacy(Kernel, design="legacy"):
         addr = (start + mask) & ~mask
         lock = self.vmlist_lock
         lock.write_lock(cpu)
-        lst = self._vmlist
-        n = len(lst)
-        # Nodes below addr cannot hold the gap: the kernel still walks through them
-        # (charged), only the one that may straddle addr can move it.
-        i = bisect_left(self._vmlist_addrs, addr)
-        if i:
-            i -= 1
-        visited = i
-        ok = True
-        while i < n:
-            tmp = lst[i]
-            visited += 1
-            t_addr = tmp.addr
-            if t_addr < addr:
-                if t_addr + tmp.size >= addr:
-                    addr = (t_addr + tmp.size + mask) & ~mask
-                i += 1
-                continue
-            if size + addr <= t_addr:
-                break  # found: link before tmp
-            addr = (t_addr + tmp.size + mask) & ~mask
-            if addr > end - size:
-                ok = False
-                break
-            i += 1
-        else:
-            if addr > end - size:
-                ok = False
+        addr, visited, ok = self._first_fit(addr, size, mask, end)
         m.mem_access(cpu, "__get_vm_area_node", visited)
         if not ok:
             lock.write_unlock(cpu)
@@ -115,6 +121,76 @@ class Legacy(Kernel, design="legacy"):
             self._freed.discard(addr)
         lock.write_unlock(cpu)
         return area
+
+    def _first_fit(self, addr: int, size: int, mask: int, end: int) -> tuple[int, int, bool]:
+        """2.6.27's vmlist walk from the head: the address it ends with, the nodes it
+        visits, and whether it found a place (False: ``addr > end - size``)."""
+        if mask >= PAGE_SIZE:
+            # An alignment above a page can push addr past the next area's start, where
+            # 2.6.27's loop takes its "straddle" branch (no fit or end check): walk it.
+            return self._first_fit_linear(addr, size, mask, end)
+        lst = self._vmlist
+        n = len(lst)
+        # Nodes below addr cannot hold the gap and cannot move addr (they end before the
+        # next one starts): the kernel walks through them, charged, without effect.
+        i = bisect_left(self._vmlist_addrs, addr)
+        if i:
+            i -= 1
+        visited = i
+        while i < n and lst[i].addr < addr:  # areas straddling addr push it past them
+            tmp = lst[i]
+            visited += 1
+            if tmp.addr + tmp.size >= addr:
+                addr = (tmp.addr + tmp.size + mask) & ~mask
+            i += 1
+        if i == n:
+            return addr, visited, addr <= end - size
+        w0 = lst[i]
+        visited += 1
+        if size + addr <= w0.addr:
+            return addr, visited, True
+        addr = (w0.addr + w0.size + mask) & ~mask
+        if addr > end - size:
+            return addr, visited, False
+        # From here on the walk reaches each node w with addr = ALIGN(end of the node
+        # before w): it stops at the first w whose hole fits, or after the first node
+        # whose end pushes addr past end - size.
+        x = node0 = self._nodes[w0.addr]
+        need = size >> PAGE_SHIFT
+        fit = None
+        while True:
+            w = next_with_hole(x, need)
+            if w is None:
+                break
+            if ((w.list_prev.va_end + mask) & ~mask) + size <= w.va_start:
+                fit = w
+                break
+            x = w
+        fail = first_end_over(self._index, end, size, mask, 0)
+        if fail is not None and fail.va_start <= w0.addr:
+            fail = node0.list_next if node0.list_next is not self._index_head else None
+        if fit is not None and (fail is None or fit.va_start <= fail.va_start):
+            return (fit.list_prev.va_end + mask) & ~mask, rank(fit) + 1, True
+        if fail is not None:
+            return (fail.va_end + mask) & ~mask, rank(fail) + 1, False
+        addr = (self._index_head.list_prev.va_end + mask) & ~mask
+        return addr, n, addr <= end - size
+
+    def _first_fit_linear(self, addr: int, size: int, mask: int, end: int) -> tuple[int, int, bool]:
+        """The same walk node by node, exactly as 2.6.27 wrote it (for the tests)."""
+        visited = 0
+        for tmp in self._vmlist:
+            visited += 1
+            if tmp.addr < addr:
+                if tmp.addr + tmp.size >= addr:
+                    addr = (tmp.addr + tmp.size + mask) & ~mask
+                continue
+            if size + addr <= tmp.addr:
+                return addr, visited, True
+            addr = (tmp.addr + tmp.size + mask) & ~mask
+            if addr > end - size:
+                return addr, visited, False
+        return addr, visited, addr <= end - size
 
     def _index_of(self, addr: int) -> int:
         """Index of the vm_struct starting at ``addr`` on vmlist, or -1."""
@@ -195,3 +271,15 @@ class Legacy(Kernel, design="legacy"):
                 raise AssertionError(f"live area {v.addr:#x} is also recorded as freed")
         if self.vmap_lazy_nr:
             raise AssertionError("legacy design has lazily freed pages")
+        # the search index mirrors vmlist node for node
+        node = self._index_head.list_next
+        for v in lst:
+            if node is self._index_head or node.va_start != v.addr or node.va_end != v.addr + v.size:
+                raise AssertionError(f"search index out of step with vmlist at {v.addr:#x}")
+            sub_gap, sub_n = node.sub_gap, node.sub_n
+            hole_augment(node)
+            if (sub_gap, sub_n) != (node.sub_gap, node.sub_n):
+                raise AssertionError(f"search index: stale subtree data at {v.addr:#x}")
+            node = node.list_next
+        if node is not self._index_head or len(self._nodes) != len(lst):
+            raise AssertionError("search index holds nodes vmlist does not")

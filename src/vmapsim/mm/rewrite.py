@@ -35,16 +35,15 @@ from .constants import (
     VMAP_BBMAP_BITS_MIN,
     VMAP_MAX_ALLOC,
 )
+from .holes import first_end_over, index_erase, index_insert
+from .holes import hole_augment as _vmap_area_augment
+from .holes import next_with_hole as _next_with_gap
+from .holes import rank as _rank
 from .rbtree import (
     RBNode,
     RBRoot,
-    rb_augment_path,
     rb_check,
-    rb_erase,
-    rb_insert_color,
-    rb_link_node,
     rb_next,
-    rb_prev,
 )
 from .vmalloc import Kernel, _check_int, vm_struct
 
@@ -78,73 +77,6 @@ class vmap_area(RBNode):  # noqa: N801 - kernel type name
 
     def __repr__(self) -> str:
         return f"vmap_area({self.va_start:#x}-{self.va_end:#x}, flags={self.flags:#x})"
-
-
-def _gap(va: vmap_area) -> int:
-    """The hole before ``va`` in pages: its start minus the previous area's end (for the
-    first area, its start: the list head ends at 0; only holes after an area are
-    searched). In pages, most holes are small ints that CPython shares: less memory."""
-    return (va.va_start - va.list_prev.va_end) >> PAGE_SHIFT
-
-
-def _vmap_area_augment(n: RBNode) -> None:
-    """Recompute ``sub_gap``/``sub_n`` of ``n`` from its children (rb_augment callback)."""
-    g: int = (n.va_start - n.list_prev.va_end) >> PAGE_SHIFT  # type: ignore[attr-defined]  # _gap(n)
-    c = 1
-    child = n.rb_left
-    if child is not None:
-        c += child.sub_n  # type: ignore[attr-defined]
-        if child.sub_gap > g:  # type: ignore[attr-defined]
-            g = child.sub_gap  # type: ignore[attr-defined]
-    child = n.rb_right
-    if child is not None:
-        c += child.sub_n  # type: ignore[attr-defined]
-        if child.sub_gap > g:  # type: ignore[attr-defined]
-            g = child.sub_gap  # type: ignore[attr-defined]
-    n.sub_gap = g  # type: ignore[attr-defined]
-    n.sub_n = c  # type: ignore[attr-defined]
-
-
-def _rank(n: RBNode) -> int:
-    """Position of ``n`` in address order (0-based), from the subtree counts."""
-    r = n.rb_left.sub_n if n.rb_left is not None else 0  # type: ignore[attr-defined]
-    p = n.rb_parent
-    while p is not None:
-        if p.rb_right is n:
-            r += 1 + (p.rb_left.sub_n if p.rb_left is not None else 0)  # type: ignore[attr-defined]
-        n = p
-        p = n.rb_parent
-    return r
-
-
-def _next_with_gap(x: RBNode, need: int) -> vmap_area | None:
-    """The first area after ``x`` in address order whose hole before it is >= ``need`` pages."""
-    t = x.rb_right
-    if t is None or t.sub_gap < need:  # type: ignore[attr-defined]
-        t = None
-        n = x
-        p = n.rb_parent
-        while p is not None:
-            if p.rb_left is n:
-                if _gap(p) >= need:  # type: ignore[arg-type]
-                    return p  # type: ignore[return-value]
-                r = p.rb_right
-                if r is not None and r.sub_gap >= need:  # type: ignore[attr-defined]
-                    t = r
-                    break
-            n = p
-            p = n.rb_parent
-        if t is None:
-            return None
-    while True:  # leftmost node of t's subtree with gap >= need
-        left = t.rb_left
-        if left is not None and left.sub_gap >= need:  # type: ignore[attr-defined]
-            t = left
-        elif _gap(t) >= need:  # type: ignore[arg-type]
-            return t  # type: ignore[return-value]
-        else:
-            t = t.rb_right  # type: ignore[assignment]
-            assert t is not None
 
 
 class vmap_block_queue:  # noqa: N801 - kernel type name
@@ -265,42 +197,12 @@ class Rewrite(Kernel, design="rewrite"):
 
     def insert_vmap_area__(self, va: vmap_area) -> None:
         """__insert_vmap_area(): link into the rbtree and, after its rb_prev, the list."""
-        root = self.vmap_area_root
-        parent: RBNode | None = None
-        n = root.rb_node
-        left = False
-        start = va.va_start
-        while n is not None:
-            parent = n
-            if start < n.va_start:  # type: ignore[attr-defined]
-                n = n.rb_left
-                left = True
-            else:
-                n = n.rb_right
-                left = False
-        rb_link_node(va, parent, root, left)
-        # link into the list first: the augment callback reads the hole from list_prev
-        prev = rb_prev(va)
-        after: vmap_area = prev if prev is not None else self.vmap_area_list  # type: ignore[assignment]
-        nxt = after.list_next
-        va.list_prev = after
-        va.list_next = nxt
-        after.list_next = va
-        nxt.list_prev = va
-        rb_insert_color(va, root)
-        if nxt is not self.vmap_area_list:
-            rb_augment_path(nxt, root)  # the hole before the next area shrank
+        index_insert(self.vmap_area_root, self.vmap_area_list, va)
         self._nr_areas += 1
 
     def free_vmap_area__(self, va: vmap_area) -> None:
         """__free_vmap_area(): unlink from the rbtree and the list (caller holds the lock)."""
-        rb_erase(va, self.vmap_area_root)
-        prev, nxt = va.list_prev, va.list_next
-        prev.list_next = nxt
-        nxt.list_prev = prev
-        if nxt is not self.vmap_area_list:
-            rb_augment_path(nxt, self.vmap_area_root)  # the hole before the next area grew
-        va.list_next = va.list_prev = va
+        index_erase(self.vmap_area_root, self.vmap_area_list, va)
         va.private = None
         self._nr_areas -= 1
 
@@ -323,14 +225,7 @@ class Rewrite(Kernel, design="rewrite"):
                 break
             x = w
         # the first area after which the address would pass vend ends the walk too
-        over = None
-        n = self.vmap_area_root.rb_node
-        while n is not None:
-            if ((n.va_end + PAGE_SIZE + mask) & ~mask) + size > vend:  # type: ignore[attr-defined]
-                over = n
-                n = n.rb_left
-            else:
-                n = n.rb_right
+        over = first_end_over(self.vmap_area_root, vend, size, mask, PAGE_SIZE)
         last = w.list_prev if w is not None else self.vmap_area_list.list_prev
         if over is not None and over.va_start < last.va_start:  # type: ignore[attr-defined]
             last = over if over.va_start >= first.va_start else first  # type: ignore[attr-defined,assignment]
