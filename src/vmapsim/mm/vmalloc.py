@@ -177,6 +177,35 @@ def _check_addr(name: str, addr: object) -> int:
     return addr  # type: ignore[return-value]
 
 
+def vm_line(v: vm_struct, nodes: int, modern: bool = False) -> str:
+    """One /proc/vmallocinfo line for ``v``: s_show() of 2.6.28 (``phys=%lx``), or with
+    ``modern`` of later kernels (``phys=%pa``: 0x and 16 digits); ``%p`` shown unhashed."""
+    s = f"0x{v.addr:016x}-0x{v.addr + v.size:016x} {v.size:7d}"
+    if v.caller:
+        s += " " + v.caller
+    if v.nr_pages:
+        s += f" pages={v.nr_pages}"
+    if v.phys_addr:
+        s += f" phys=0x{v.phys_addr:016x}" if modern else f" phys={v.phys_addr:x}"
+    f = v.flags
+    if f & VM_IOREMAP:
+        s += " ioremap"
+    if f & VM_ALLOC:
+        s += " vmalloc"
+    if f & VM_MAP:
+        s += " vmap"
+    if f & VM_USERMAP:
+        s += " user"
+    if f & VM_VPAGES:
+        s += " vpages"
+    if v.nr_pages and v.pages:  # show_numa_info()
+        counts = [0] * nodes
+        for p in v.pages[:v.nr_pages]:
+            counts[p.node] += 1
+        s += "".join(f" N{n}={c}" for n, c in enumerate(counts) if c)
+    return s
+
+
 class Kernel:
     """A simulated kernel: the machine plus one design of the vmap layer.
 
@@ -621,6 +650,8 @@ class Kernel:
     def free_vm_area(self, area: vm_struct) -> None:
         if not isinstance(area, vm_struct):
             raise TypeError(f"free_vm_area: area must be a vm_struct, not {type(area).__name__}")
+        # Deviation: looked up first (2.6.28 removes, then BUGs on a mismatch) so that a
+        # stale vm_struct never takes down the area now living at its address.
         found = self.find_vm_area(area.addr)
         if found is not area:
             raise BadAddressError(f"kernel BUG at mm/vmalloc.c: free_vm_area: {area.addr:#x} is not a live area")
@@ -839,34 +870,8 @@ class Kernel:
         """/proc/vmallocinfo as 2.6.28 prints it (one line per vmlist entry)."""
         cpu = self._cpu
         self.vmlist_lock.read_lock(cpu)
-        lines = []
         nodes = self.machine.mem.nodes
-        for v in self._vmlist:
-            s = f"0x{v.addr:016x}-0x{v.addr + v.size:016x} {v.size:7d}"
-            if v.caller:
-                s += " " + v.caller
-            if v.nr_pages:
-                s += f" pages={v.nr_pages}"
-            if v.phys_addr:
-                s += f" phys={v.phys_addr:x}"
-            if v.flags & VM_IOREMAP:
-                s += " ioremap"
-            if v.flags & VM_ALLOC:
-                s += " vmalloc"
-            if v.flags & VM_MAP:
-                s += " vmap"
-            if v.flags & VM_USERMAP:
-                s += " user"
-            if v.flags & VM_VPAGES:
-                s += " vpages"
-            if v.nr_pages and v.pages:
-                counters = [0] * nodes
-                for p in v.pages[:v.nr_pages]:
-                    counters[p.node] += 1
-                for nid, c in enumerate(counters):
-                    if c:
-                        s += f" N{nid}={c}"
-            lines.append(s)
+        lines = [vm_line(v, nodes) for v in self._vmlist]
         self.vmlist_lock.read_unlock(cpu)
         return "".join(line + "\n" for line in lines)
 

@@ -42,7 +42,7 @@ from ..mm.constants import (
     VMALLOC_PAGES,
     VMAP_MAX_ALLOC,
 )
-from ..mm.vmalloc import Kernel, vm_struct
+from ..mm.vmalloc import Kernel, vm_line, vm_struct
 from . import InputFormatError
 
 GIB = 1 << 30
@@ -326,34 +326,6 @@ def _is_ram(k: Kernel, a: Any) -> bool:
     return a.va_start in getattr(k, "_ram_maps", ())
 
 
-def vm_line(v: vm_struct, nodes: int) -> str:
-    """One vm_struct as a modern kernel prints it (``%pK`` shown unhashed, ``phys=%pa``)."""
-    s = f"0x{v.addr:016x}-0x{v.addr + v.size:016x} {v.size:7d}"
-    if v.caller:
-        s += " " + v.caller
-    if v.nr_pages:
-        s += f" pages={v.nr_pages}"
-    if v.phys_addr:
-        s += f" phys=0x{v.phys_addr:016x}"
-    f = v.flags
-    if f & VM_IOREMAP:
-        s += " ioremap"
-    if f & VM_ALLOC:
-        s += " vmalloc"
-    if f & VM_MAP:
-        s += " vmap"
-    if f & VM_USERMAP:
-        s += " user"
-    if f & VM_VPAGES:
-        s += " vpages"
-    if v.nr_pages and v.pages:
-        counts = [0] * nodes
-        for p in v.pages[:v.nr_pages]:
-            counts[p.node] += 1
-        s += "".join(f" N{n}={c}" for n, c in enumerate(counts) if c)
-    return s
-
-
 def render_modern(k: Kernel) -> str:
     """The model's /proc/vmallocinfo in the modern format: busy areas in address order
     (vm_structs, then ``vm_map_ram`` for vmap blocks and large vm_map_ram areas), then an
@@ -371,7 +343,7 @@ def render_modern(k: Kernel) -> str:
             continue
         vm = _area_vm(a)
         if vm is not None:
-            out.append(vm_line(vm, nodes))
+            out.append(vm_line(vm, nodes, modern=True))
         elif _is_ram(k, a):
             out.append(f"0x{a.va_start:016x}-0x{a.va_end:016x} {a.va_end - a.va_start:7d} vm_map_ram")
     for a in lazy:
