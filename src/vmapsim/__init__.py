@@ -6,9 +6,11 @@ from .errors import (
     BadPageError,
     ConfigError,
     DoubleFreeError,
+    InvalidArgumentError,
     InvariantError,
     PageFault,
     StaleTranslationError,
+    UnsupportedError,
     UseAfterFreeError,
     VmapError,
 )
@@ -42,7 +44,7 @@ __all__ = [
     "PAGE_SHIFT", "PAGE_SIZE", "VMALLOC_END", "VMALLOC_START", "VMAP_MAX_ALLOC", "VM_ALLOC",
     "VM_IOREMAP", "VM_LAZY_FREE", "VM_LAZY_FREEING", "VM_MAP", "VM_USERMAP", "VM_VM_AREA",
     "VM_VPAGES", "GFP_HIGHMEM__", "GFP_ZERO__", "BadAddressError", "BadPageError",
-    "ConfigError", "CostModel", "DoubleFreeError", "InvariantError", "Kernel", "Page",
-    "PageFault", "StaleTranslationError", "UseAfterFreeError", "VmapError", "vm_area_struct",
+    "ConfigError", "CostModel", "DoubleFreeError", "InvalidArgumentError", "InvariantError", "Kernel", "Page",
+    "PageFault", "StaleTranslationError", "UnsupportedError", "UseAfterFreeError", "VmapError", "vm_area_struct",
     "vm_struct",
 ]

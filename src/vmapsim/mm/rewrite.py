@@ -43,6 +43,7 @@ from .rbtree import (
     RBNode,
     RBRoot,
     rb_check,
+    rb_first,
     rb_next,
 )
 from .vmalloc import Kernel, _check_int, vm_struct
@@ -652,7 +653,7 @@ class Rewrite(Kernel, design="rewrite"):
         first = True
         while va is not head:
             seen += 1
-            node = self._rb_first() if first else rb_next(node)  # type: ignore[arg-type]
+            node = rb_first(self.vmap_area_root) if first else rb_next(node)  # type: ignore[arg-type]
             first = False
             if node is not va:
                 raise AssertionError(f"vmap_area_list out of step with the rbtree at {va.va_start:#x}")
@@ -731,8 +732,3 @@ class Rewrite(Kernel, design="rewrite"):
                 area = self._area_containing(addr)
                 if area is None or area.va_start != addr or area.flags & VM_LAZY_FREE:
                     raise AssertionError(f"large vm_map_ram mapping {addr:#x} has no busy area")
-
-    def _rb_first(self) -> RBNode | None:
-        from .rbtree import rb_first
-
-        return rb_first(self.vmap_area_root)
