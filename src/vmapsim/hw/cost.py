@@ -83,7 +83,10 @@ class CostModel:
     #: ~20 cycles (estimate; AMD's optimisation guide gives ~20 for lock-prefixed ops).
     lock_acquire: float = 10.0
     #: Moving a cache line from another core of the same socket (shared L3): ~50 ns
-    #: (estimate, ~115 cycles).
+    #: (estimate, ~115 cycles). Also each cross-call acknowledgement: the receivers
+    #: drop their reference to the call data one by one under its lock (2.6.27's
+    #: generic smp_call_function), so the sender's wait grows by one transfer per
+    #: target [CM: shootdown cost linear in the CPU count].
     line_transfer: float = 50.0
     #: Moving a cache line across sockets (one HyperTransport hop, probe + response):
     #: ~120 ns (estimate, about twice a local DRAM access).
