@@ -7,22 +7,25 @@ import argparse
 DESIGNS = ("rewrite", "legacy")
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+def integer(text: str) -> int:
+    """An integer in decimal (leading zeros allowed) or with a 0x/0o/0b prefix."""
+    for base in (10, 0):
+        try:
+            return int(text, base)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
 
 
 def positive_int(text: str) -> int:
-    n = _int(text)
+    n = integer(text)
     if n < 1:
         raise argparse.ArgumentTypeError(f"{n} must be positive")
     return n
 
 
 def nonneg_int(text: str) -> int:
-    n = _int(text)
+    n = integer(text)
     if n < 0:
         raise argparse.ArgumentTypeError(f"{n} must not be negative")
     return n

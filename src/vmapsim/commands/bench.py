@@ -19,6 +19,7 @@ from ..hw.cost import PRESETS, get_preset
 from ..sim.run import SEED_TABLE, RunResult, machine_cpus
 from ..sim.run import run as simulate
 from ..sim.workload import WORKLOADS
+from ._args import positive_int as positive
 
 NAME = "bench"
 HELP = "the seed's benchmark table: ns per map+touch+unmap on N simulated CPUs, both designs"
@@ -43,16 +44,6 @@ def parse_threads(text: str) -> list[int]:
     if not out:
         raise argparse.ArgumentTypeError("threads: give at least one count, e.g. 1,2,4,8")
     return sorted(set(out))
-
-
-def positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} must be positive")
-    return n
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

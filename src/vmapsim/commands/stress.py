@@ -21,28 +21,13 @@ import sys
 from ..errors import ConfigError
 from ..hw.cost import PRESETS, get_preset
 from ..workloads import test_vmalloc as tv
-from ._args import nonneg_int
+from ._args import integer, nonneg_int, positive_int
 
 NAME = "stress"
 HELP = "the kernel's test_vmalloc suite (lib/test_vmalloc.c) on simulated CPUs"
 
 _PARAMS = ("nr_threads", "test_loop_count", "test_repeat_count", "run_test_mask",
            "sequential_test_order", "nr_pages")
-
-
-def _int(text: str) -> int:
-    """An integer in decimal or with a 0x/0o/0b prefix (argparse type)."""
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
-def _positive(text: str) -> int:
-    n = _int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} must be positive")
-    return n
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,33 +47,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test_vmalloc.sh presets: performance (sequential_test_order=1 "
                         "test_repeat_count=3), stress (nr_threads=CPUs test_repeat_count=20), "
                         "smoke (test_loop_count=10000 test_repeat_count=10)")
-    p.add_argument("--nr-threads", type=_int, default=None,
+    p.add_argument("--nr-threads", type=integer, default=None,
                    help="workers, one per simulated CPU (0 = 1; default 0)")
-    p.add_argument("--test-loop-count", type=_int, default=None,
+    p.add_argument("--test-loop-count", type=integer, default=None,
                    help=f"loops of each case (<= 0 means 1; default {tv.DEFAULT_TEST_LOOP_COUNT}, "
                         f"the module's is {tv.KERNEL_TEST_LOOP_COUNT}: see below)")
-    p.add_argument("--test-repeat-count", type=_int, default=None,
+    p.add_argument("--test-repeat-count", type=integer, default=None,
                    help="repetitions of each case (<= 0 means 1; default 1)")
-    p.add_argument("--run-test-mask", type=_int, default=None,
+    p.add_argument("--run-test-mask", type=integer, default=None,
                    help=f"bit i selects case i (default INT_MAX = {tv.INT_MAX:#x}: all)")
-    p.add_argument("--sequential-test-order", type=_int, default=None, choices=(0, 1),
+    p.add_argument("--sequential-test-order", type=integer, default=None, choices=(0, 1),
                    help="1: cases in bit order; 0: shuffled per worker with the seed (default 0)")
     p.add_argument("--nr-pages", type=nonneg_int, default=None,
                    help="pages for fix_size_alloc_test and vm_map_ram_test (0 = 1; default 0)")
     p.add_argument("--design", default="rewrite", choices=("rewrite", "legacy"),
                    help="which vmap layer: rewrite (2.6.28, default) or legacy (2.6.27)")
-    p.add_argument("--cpus", type=_positive, default=None,
+    p.add_argument("--cpus", type=positive_int, default=None,
                    help="CPUs of the machine (default: the preset's, or nr_threads if more)")
     p.add_argument("--cost", default="opteron-2008", choices=sorted(PRESETS),
                    help="cost-model preset (default opteron-2008: 2 sockets x 4 cores, 2.3 GHz)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--setup-div", type=_positive, default=tv.DEFAULT_SETUP_DIV,
+    p.add_argument("--setup-div", type=positive_int, default=tv.DEFAULT_SETUP_DIV,
                    help="model option: divide the set-up sizes of full_fit_alloc_test "
                         "(fls(cpus)*8192 pairs) and long_busy_list_alloc_test (15000 areas) "
                         f"by this (default {tv.DEFAULT_SETUP_DIV}; 1 = the kernel's)")
-    p.add_argument("--vmalloc-size", type=_positive, default=None,
+    p.add_argument("--vmalloc-size", type=positive_int, default=None,
                    help="model option: bytes of vmalloc space (default x86_64's 32 TiB)")
-    p.add_argument("--mem-pages", type=_positive, default=None,
+    p.add_argument("--mem-pages", type=positive_int, default=None,
                    help="model option: pages of simulated RAM (default: enough for every worker)")
 
 
