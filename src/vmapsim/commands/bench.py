@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..hw.cost import PRESETS, get_preset
-from ..sim.run import SEED_TABLE, RunResult, machine_cpus
+from ..sim.run import SEED_TABLE, RunResult, default_cost, machine_cpus
 from ..sim.run import run as simulate
 from ..sim.workload import WORKLOADS
 from ._args import positive_int as positive
@@ -56,9 +56,15 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="pages per mapping (default: 4 for maptouch, 16 for xfsdir)")
     p.add_argument("--ops", type=positive, default=None,
                    help="operations per thread (default: 12288 on the rewrite, 2048 on legacy)")
-    p.add_argument("--cost", default="opteron-2008", choices=sorted(PRESETS),
-                   help="cost-model preset (default opteron-2008: 2 sockets x 4 cores)")
+    p.add_argument("--cost", default=None, choices=sorted(PRESETS),
+                   help="cost-model preset (default: the workload's machine: opteron-2008, "
+                        "2 sockets x 4 cores, for maptouch; altix-2008, 64 CPUs, for xfsdir)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def cost_preset(args: argparse.Namespace) -> str:
+    """--cost, or the workload's own machine."""
+    return args.cost or default_cost(args.workload)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,7 +96,7 @@ def run_cells(designs: list[str], threads: list[int], args: argparse.Namespace,
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    model = get_preset(args.cost)
+    model = get_preset(cost_preset(args))
     cells = [(d, t) for d in designs for t in threads]
     for _, t in cells:
         if args.cpus is not None and args.cpus < t:
@@ -244,7 +250,7 @@ def plot(results: list[RunResult], designs: list[str], seed_cpus: int, path: str
 def run(args: argparse.Namespace) -> int:
     designs = list(DESIGNS) if args.design == "both" else [args.design]
     try:
-        seed_cpus = machine_cpus(get_preset(args.cost))
+        seed_cpus = machine_cpus(get_preset(cost_preset(args)))
         t0 = time.perf_counter()
         results = run_cells(designs, args.threads, args)
         wall = time.perf_counter() - t0

@@ -20,7 +20,7 @@ from ..hw.cost import get_preset
 from ..hw.locks import is_lock_wait
 from ..sim.run import RunResult
 from ..sim.run import run as simulate
-from .bench import add_common, default_pages, positive
+from .bench import add_common, cost_preset, default_pages, positive
 
 NAME = "profile"
 HELP = "readprofile-style listing of simulated time per kernel function and lock"
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--cpus {args.cpus} is fewer than --threads {args.threads}")
         r = simulate(args.design, args.threads, cpus=args.cpus,
                      pages=args.pages or default_pages(args.workload), ops=args.ops,
-                     cost=get_preset(args.cost), seed=args.seed, workload=args.workload)
+                     cost=get_preset(cost_preset(args)), seed=args.seed, workload=args.workload)
     except ConfigError as e:
         print(f"vmapsim profile: {e}", file=sys.stderr)
         return 2

@@ -101,7 +101,7 @@ class CostModel:
     call: float = 20.0
     extra: dict[str, float] = field(default_factory=dict)
 
-    def replace(self, **changes: float) -> CostModel:
+    def replace(self, **changes: float | str | int) -> CostModel:
         """A copy with some constants changed (unknown names raise ConfigError)."""
         names = {f.name for f in dataclasses.fields(self)}
         for key in changes:
@@ -140,9 +140,63 @@ def _modern() -> CostModel:
     )
 
 
+#: Facts behind ``altix-2008`` (sources in ``docs/timing-model.md``, "The 64-CPU machine").
+#: SHub local memory latency, Itanium 2 on Altix (Wikipedia, "Itanium": SHUB section).
+ALTIX_LOCAL_MEM_NS = 132.0
+#: Each crossing of a NUMAlink router adds 50 ns (same source; also Texas A&M's Altix
+#: 3700 "cosmos" hardware page: fat tree, path length O(log N), 50 ns per router).
+ALTIX_ROUTER_NS = 50.0
+#: Routers crossed one way between two nodes of a 64-CPU (32-node) fat tree: the
+#: 128-CPU cosmos has at most 5; 2 is the mean we take for 64 CPUs (estimate).
+ALTIX_MEAN_ROUTERS = 2.0
+#: Itanium 2 clock of the Altix systems of the time: 1.5 GHz (SGI MPT paper, Feind &
+#: McMahon, 512-CPU Altix; cosmos: 1.3 GHz).
+ALTIX_GHZ = 1.5
+
+
+def _altix() -> CostModel:
+    # The seed's XFS machine: a 64-CPU SGI Altix (ia64, sn2: its before profile names
+    # sn2_send_IPI and sn_send_IPI_phys). Derived, not fitted: there is no one-thread
+    # cell for this machine, so nothing here is set from the seed's figures.
+    # - Memory and coherence from the NUMAlink facts above: a line from another node
+    #   is a 3-leg directory intervention (requester -> home -> owner -> requester),
+    #   each leg crossing ALTIX_MEAN_ROUTERS routers, on top of the SHub latency; an
+    #   IPI is one uncached write to the target's SHub (pio_phys_write_mmr): 2 legs.
+    # - CPU-bound work: the opteron-2008 preset's figures as cycles, at 1.5 GHz (the
+    #   fitted pte_write included: the per-page work is assumed the same in cycles).
+    # - ipi_idle_wakeup: the opteron-2008 fit kept as is (no ia64 PAL_HALT_LIGHT figure).
+    o = CostModel()
+    cyc = o.ghz / ALTIX_GHZ  # opteron ns -> the same cycles at the Altix clock
+    leg = ALTIX_MEAN_ROUTERS * ALTIX_ROUTER_NS
+    return o.replace(
+        name="altix-2008",
+        ghz=ALTIX_GHZ,
+        sockets=32,  # 32 nodes: a SHub with 2 CPUs on one snoopy front-side bus
+        cores_per_socket=2,
+        mem_access=ALTIX_LOCAL_MEM_NS,
+        cache_hit=7 / ALTIX_GHZ,  # L2 hit, 7 cycles (cosmos cache table)
+        pte_write=round(o.pte_write * cyc, 1),
+        pte_clear=round(o.pte_clear * cyc, 1),
+        tlb_miss=round(o.tlb_miss * cyc, 1),
+        touch=ALTIX_LOCAL_MEM_NS + 5,  # a line from local memory plus the store
+        flush_all_local=round(o.flush_all_local * cyc, 1),
+        flush_one_local=round(o.flush_one_local * cyc, 1),
+        ipi_send=ALTIX_LOCAL_MEM_NS + 2 * leg,
+        ipi_handle=round(o.ipi_handle * cyc, 1),
+        ipi_call_setup=round(o.ipi_call_setup * cyc, 1),
+        lock_acquire=round(o.lock_acquire * cyc, 1),
+        line_transfer=ALTIX_LOCAL_MEM_NS,  # the other CPU on the node's bus: via the SHub
+        line_transfer_remote=ALTIX_LOCAL_MEM_NS + 3 * leg,
+        kmalloc=round(o.kmalloc * cyc, 1),
+        page_alloc=round(o.page_alloc * cyc, 1),
+        call=round(o.call * cyc, 1),
+    )
+
+
 PRESETS = {
     "opteron-2008": CostModel,
     "modern-x86": _modern,
+    "altix-2008": _altix,
 }
 
 

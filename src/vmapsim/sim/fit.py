@@ -61,7 +61,9 @@ def fit(preset: str = "opteron-2008", ops: dict[str, int] | None = None) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vmapsim.sim.fit", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="opteron-2008")
+    # only the seed's machine: its one-thread cells were measured there (altix-2008 and
+    # modern-x86 are derived, with no cell of their own to fit to)
+    ap.add_argument("--preset", default="opteron-2008", choices=("opteron-2008",))
     args = ap.parse_args(argv)
     values = fit(args.preset)
     model = get_preset(args.preset)

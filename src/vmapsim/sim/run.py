@@ -63,6 +63,11 @@ class RunResult:
         return d
 
 
+def default_cost(workload: str) -> str:
+    """The cost preset a workload runs on by default: the machine its seed figures came from."""
+    return str(getattr(load(workload), "DEFAULT_COST", "opteron-2008"))
+
+
 def machine_cpus(cost: CostModel) -> int:
     """CPUs of the preset's machine (sockets x cores per socket)."""
     return max(1, cost.sockets * cost.cores_per_socket)
@@ -86,7 +91,7 @@ def run(
     cpus: int | None = None,
     pages: int = 4,
     ops: int | None = None,
-    cost: str | CostModel = "opteron-2008",
+    cost: str | CostModel | None = None,
     seed: int = 0,
     workload: str = "maptouch",
     other_ns: float | None = None,
@@ -94,9 +99,13 @@ def run(
 ) -> RunResult:
     """Run ``workload`` on CPUs 0..threads-1 of a ``cpus``-CPU machine (default: the
     preset's machine, or ``threads`` CPUs if more); the other CPUs stay idle (halted).
+    ``cost`` defaults to the workload's machine (``DEFAULT_COST``; else ``opteron-2008``).
 
     ``check`` runs ``k.check()`` after the run (O(state); off for benchmarks).
     """
+    mod = load(workload)
+    if cost is None:
+        cost = default_cost(workload)
     model = get_preset(cost) if isinstance(cost, str) else cost
     for name, v in (("threads", threads), ("pages", pages), ("seed", seed)):
         if not isinstance(v, int) or isinstance(v, bool):
@@ -113,7 +122,6 @@ def run(
         ops = DEFAULT_OPS.get(design, 1000) if workload == "maptouch" else WORKLOAD_OPS.get(workload, 1000)
     if not isinstance(ops, int) or ops < 1:
         raise ConfigError(f"ops must be a positive int, got {ops!r}")
-    mod = load(workload)
     params = WorkloadParams(ops=ops, pages=pages, other_ns=other_ns)
     # NR_CPUS of the simulated kernel: at least the machine's CPUs (the rewrite sizes
     # its vmap_blocks by it).

@@ -20,9 +20,13 @@ The amount of other work is chosen from the seed's AFTER profile only: there, on
 rewrite, the vmap functions (vmap_page_range 68, bitmap_find_free_region 49,
 vunmap_page_range 24, vm_map_ram 22 ticks) took 163 of the 38,353 non-idle ticks
 (78,406 total minus 40,053 in default_idle): 0.425%. ``fit_other_ns()`` solves for the
-other work that gives the model's rewrite at 64 CPUs that share; ``DEFAULT_OTHER_NS`` is
-its output (a test checks they agree). The legacy design's profile and the speedup are
-then predictions, printed beside the seed's (59% of ticks in ``_write_lock``, 20x).
+other work that gives the model's rewrite at 64 CPUs that share, per cost preset;
+``DEFAULT_OTHER_NS`` holds its outputs (a test checks they agree). The legacy design's
+profile and the speedup are then predictions, printed beside the seed's (59% of ticks
+in ``_write_lock``, 20x).
+
+The workload's default machine is ``altix-2008``, the seed's 64-CPU SGI Altix (see
+``vmapsim.hw.cost``); ``--cost opteron-2008`` runs it on the 8-CPU Opteron's constants.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..hw.cost import CostModel
 from ..mm.vmalloc import Kernel
 
 NAME = "xfsdir"
@@ -49,8 +54,28 @@ SEED_AFTER_VMAP_SHARE = 163 / (78406 - 40053)
 #: Seed's before profile: _write_lock share of all ticks, and the speedup it reported.
 SEED_BEFORE_WRITE_LOCK_SHARE = 798784 / 1352059
 SEED_SPEEDUP = 20.0
-#: Mean simulated ns of other work per operation: ``fit_other_ns()``'s output, rounded.
-DEFAULT_OTHER_NS = 2_100_000.0
+#: The machine the seed measured this case on (a 64-CPU ia64 SGI Altix).
+DEFAULT_COST = "altix-2008"
+#: Mean simulated ns of other work per operation, per cost preset: ``fit_other_ns()``'s
+#: outputs, rounded. A preset not listed is fitted when first used.
+DEFAULT_OTHER_NS: dict[str, float] = {
+    "altix-2008": 3_500_000.0,
+    "opteron-2008": 2_100_000.0,
+}
+_fitted: dict[str, float] = {}
+
+
+def default_other_ns(cost: CostModel) -> float:
+    """The other work per op for ``cost``'s preset (fitted once if not in DEFAULT_OTHER_NS).
+
+    A preset changed with ``CostModel.replace`` keeps its name: its stored value is used.
+    """
+    name = cost.name
+    if name in DEFAULT_OTHER_NS:
+        return DEFAULT_OTHER_NS[name]
+    if name not in _fitted:
+        _fitted[name] = fit_other_ns(cost=cost)
+    return _fitted[name]
 #: Functions that are not the vmap layer's in this workload's profile.
 NOT_VMAP = frozenset({OTHER_FN, "touch", "default_idle"})
 
@@ -58,7 +83,7 @@ NOT_VMAP = frozenset({OTHER_FN, "touch", "default_idle"})
 def start(k: Kernel, cpu_id: int, params: Any, rng: random.Random, lat: array) -> Iterator[None]:
     count = params.pages
     ops = params.ops
-    other = DEFAULT_OTHER_NS if params.other_ns is None else float(params.other_ns)
+    other = default_other_ns(k.machine.cost) if params.other_ns is None else float(params.other_ns)
     if other < 0:
         raise ValueError(f"xfsdir: other work must not be negative, got {other}")
     with k.on_cpu(cpu_id):
@@ -110,7 +135,8 @@ def vmap_share(profile: dict[str, float]) -> float:
     return vmap / busy if busy else 0.0
 
 
-def fit_other_ns(cpus: int = 64, ops: int = 200, seed: int = 0) -> float:
+def fit_other_ns(cpus: int = 64, ops: int = 200, seed: int = 0,
+                 cost: str | CostModel = DEFAULT_COST) -> float:
     """Other work per op that makes the rewrite's vmap share the seed's after share.
 
     Runs the rewrite at ``cpus`` CPUs with no other work, measures the vmap layer's
@@ -118,7 +144,7 @@ def fit_other_ns(cpus: int = 64, ops: int = 200, seed: int = 0) -> float:
     """
     from ..sim.run import run
 
-    r = run("rewrite", cpus, pages=PAGES, ops=ops, seed=seed, workload=NAME, other_ns=0.0)
+    r = run("rewrite", cpus, pages=PAGES, ops=ops, seed=seed, workload=NAME, other_ns=0.0, cost=cost)
     v = sum(ns for fn, ns in r.profile.items() if fn not in NOT_VMAP) / r.ops
     rest = sum(ns for fn, ns in r.profile.items() if fn in NOT_VMAP and fn != "default_idle") / r.ops
     x = v / SEED_AFTER_VMAP_SHARE - v - rest
