@@ -129,12 +129,19 @@ class Machine:
         """vmap_pte_range: map ``pages`` at ``addr``; 0, or -EBUSY after a WARN."""
         pte = self.pte
         vpn = addr >> PAGE_SHIFT
-        rng = range(vpn, vpn + len(pages))
-        if pte.keys().isdisjoint(rng):
-            pte.update(zip(rng, pages, strict=False))
+        count = len(pages)
+        free = True
+        for i in range(count):
+            if vpn + i in pte:
+                free = False
+                break
+        if free:
+            for i in range(count):
+                pte[vpn + i] = pages[i]
             if prot != default_prot:
-                self.pte_prot.update(dict.fromkeys(rng, prot))
-            n = len(rng)
+                for i in range(count):
+                    self.pte_prot[vpn + i] = prot
+            n = count
             err = 0
         else:
             n = 0
@@ -314,22 +321,20 @@ class Machine:
             self.sync(cpu)
         tlb = cpu.tlb
         vpn = addr >> PAGE_SHIFT
-        rng = range(vpn, vpn + count)
-        out: list = list(map(tlb.get, rng))
+        out: list[Page] = []
         misses = 0
         fault = None
-        if None in out:  # TLB misses: walk the page table
-            pget = self.pte.get
-            for i, a in enumerate(rng):
-                if out[i] is None:
-                    page = pget(a)
-                    if page is None:
-                        fault = a
-                        del out[i:]
-                        break
-                    tlb[a] = page
-                    out[i] = page
-                    misses += 1
+        pte = self.pte
+        for a in range(vpn, vpn + count):
+            page = tlb.get(a)
+            if page is None:  # TLB miss: walk the page table
+                page = pte.get(a)
+                if page is None:
+                    fault = a
+                    break
+                tlb[a] = page
+                misses += 1
+            out.append(page)
         c = self.cost
         ns = misses * c.tlb_miss + len(out) * c.touch
         cpu.clock += ns

@@ -16,7 +16,6 @@ first purge synchronous). Structures mirror the kernel's:
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -545,7 +544,9 @@ class Rewrite(Kernel, design="rewrite"):
             self.vm_unmap_ram(addr, count)
             return None
         vpn = addr >> PAGE_SHIFT
-        self._live.update(zip(range(vpn, vpn + count), pages))
+        live = self._live
+        for i in range(count):
+            live[vpn + i] = pages[i]
         return addr
 
     def vm_unmap_ram(self, mem: int, count: int) -> None:
@@ -569,10 +570,10 @@ class Rewrite(Kernel, design="rewrite"):
             )
         del ram_maps[mem]
         vpn = mem >> PAGE_SHIFT
-        try:
-            deque(map(self._live.pop, range(vpn, vpn + count)), 0)
-        except KeyError:  # a vm_map_ram() that failed half way mapped only some pages
-            self._drop_live(mem, mem + (count << PAGE_SHIFT))
+        live = self._live
+        for i in range(count):
+            # a vm_map_ram() that failed half way mapped only some pages
+            live.pop(vpn + i, None)
         if count <= VMAP_MAX_ALLOC:
             self.vb_free(mem, count)
         else:

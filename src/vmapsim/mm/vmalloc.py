@@ -443,7 +443,14 @@ class Kernel:
         pages = self.machine.access_pages(self._cpu, addr, count)
         vpn = addr >> PAGE_SHIFT
         # every page reached must be the intended one (Page compares by identity)
-        if list(map(self._live.get, range(vpn, vpn + count))) != pages:
+        live = self._live
+        ok = len(pages) == count
+        if ok:
+            for i in range(count):
+                if live.get(vpn + i) is not pages[i]:
+                    ok = False
+                    break
+        if not ok:
             for i, page in enumerate(pages):
                 if self._live.get(vpn + i) is not page:
                     self._page_for((vpn + i) << PAGE_SHIFT)  # raises the precise error
