@@ -71,19 +71,23 @@ def test_other_work_follows_the_preset() -> None:
         assert 0.5 * xfsdir.DEFAULT_OTHER_NS[name] <= ns <= 1.5 * xfsdir.DEFAULT_OTHER_NS[name]
 
 
-def test_a_preset_without_a_stored_value_is_fitted_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
+def test_constants_without_a_stored_value_are_fitted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[float] = []
 
     def fake_fit(cost: object) -> float:
-        calls.append(getattr(cost, "name", ""))
-        return 123_000.0
+        calls.append(getattr(cost, "pte_write", 0.0))
+        return 123_000.0 + len(calls)
 
     monkeypatch.setattr(xfsdir, "fit_other_ns", lambda **kw: fake_fit(kw["cost"]))
     monkeypatch.setattr(xfsdir, "_fitted", {})
     model = get_preset("modern-x86")
-    assert xfsdir.default_other_ns(model) == 123_000.0
-    assert xfsdir.default_other_ns(model) == 123_000.0
-    assert calls == ["modern-x86"]
+    assert xfsdir.default_other_ns(model) == 123_001.0
+    assert xfsdir.default_other_ns(get_preset("modern-x86")) == 123_001.0  # cached
+    # a changed preset keeps its name but not its stored fit
+    changed = get_preset("altix-2008").replace(pte_write=100.0)
+    assert xfsdir.default_other_ns(changed) == 123_002.0
+    assert xfsdir.default_other_ns(get_preset("altix-2008")) == xfsdir.DEFAULT_OTHER_NS["altix-2008"]
+    assert calls == [model.pte_write, 100.0]
 
 
 @pytest.mark.slow

@@ -157,11 +157,14 @@ ALTIX_GHZ = 1.5
 def _altix() -> CostModel:
     # The seed's XFS machine: a 64-CPU SGI Altix (ia64, sn2: its before profile names
     # sn2_send_IPI and sn_send_IPI_phys). Derived, not fitted: there is no one-thread
-    # cell for this machine, so nothing here is set from the seed's figures.
+    # cell for this machine, and nothing here is set from the seed's XFS figures (only
+    # pte_write and ipi_idle_wakeup carry the Opteron preset's one-thread fits, below).
     # - Memory and coherence from the NUMAlink facts above: a line from another node
     #   is a 3-leg directory intervention (requester -> home -> owner -> requester),
     #   each leg crossing ALTIX_MEAN_ROUTERS routers, on top of the SHub latency; an
     #   IPI is one uncached write to the target's SHub (pio_phys_write_mmr): 2 legs.
+    #   The legs and their router counts are our assumption (the sources give 50 ns
+    #   per router crossed, not a path); docs/timing-model.md shows 1 and 3 routers.
     # - CPU-bound work: the opteron-2008 preset's figures as cycles, at 1.5 GHz (the
     #   fitted pte_write included: the per-page work is assumed the same in cycles).
     # - ipi_idle_wakeup: the opteron-2008 fit kept as is (no ia64 PAL_HALT_LIGHT figure).
@@ -178,7 +181,7 @@ def _altix() -> CostModel:
         pte_write=round(o.pte_write * cyc, 1),
         pte_clear=round(o.pte_clear * cyc, 1),
         tlb_miss=round(o.tlb_miss * cyc, 1),
-        touch=ALTIX_LOCAL_MEM_NS + 5,  # a line from local memory plus the store
+        touch=ALTIX_LOCAL_MEM_NS + 5,  # a line from local memory plus the store (+5: estimate)
         flush_all_local=round(o.flush_all_local * cyc, 1),
         flush_one_local=round(o.flush_one_local * cyc, 1),
         ipi_send=ALTIX_LOCAL_MEM_NS + 2 * leg,

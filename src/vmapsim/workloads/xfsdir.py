@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..hw.cost import CostModel
+from ..hw.cost import PRESETS, CostModel, get_preset
 from ..mm.vmalloc import Kernel
 
 NAME = "xfsdir"
@@ -57,25 +57,27 @@ SEED_SPEEDUP = 20.0
 #: The machine the seed measured this case on (a 64-CPU ia64 SGI Altix).
 DEFAULT_COST = "altix-2008"
 #: Mean simulated ns of other work per operation, per cost preset: ``fit_other_ns()``'s
-#: outputs, rounded. A preset not listed is fitted when first used.
+#: outputs, rounded. Other constants (another preset, a changed one) are fitted when first used.
 DEFAULT_OTHER_NS: dict[str, float] = {
     "altix-2008": 3_500_000.0,
     "opteron-2008": 2_100_000.0,
 }
-_fitted: dict[str, float] = {}
+_fitted: dict[tuple, float] = {}
 
 
 def default_other_ns(cost: CostModel) -> float:
-    """The other work per op for ``cost``'s preset (fitted once if not in DEFAULT_OTHER_NS).
-
-    A preset changed with ``CostModel.replace`` keeps its name: its stored value is used.
-    """
+    """The other work per op for ``cost``: the stored fit of its preset if its constants are
+    the preset's own, else fitted once for these constants (and cached)."""
+    values = cost.as_dict()
     name = cost.name
-    if name in DEFAULT_OTHER_NS:
+    if name in DEFAULT_OTHER_NS and name in PRESETS and get_preset(name).as_dict() == values:
         return DEFAULT_OTHER_NS[name]
-    if name not in _fitted:
-        _fitted[name] = fit_other_ns(cost=cost)
-    return _fitted[name]
+    key = tuple(sorted(values.items()))
+    if key not in _fitted:
+        _fitted[key] = fit_other_ns(cost=cost)
+    return _fitted[key]
+
+
 #: Functions that are not the vmap layer's in this workload's profile.
 NOT_VMAP = frozenset({OTHER_FN, "touch", "default_idle"})
 
