@@ -183,7 +183,7 @@ def print_tables(results: list[RunResult], designs: list[str], threads: list[int
 
         for n in threads:
             sp = by[("legacy", n)].ns_per_op / by[("rewrite", n)].ns_per_op
-            con.print(f"xfsdir at {n} threads: speedup {sp:.1f}x (prediction); the seed reported "
+            con.print(f"xfsdir at {n} thread{'s' if n > 1 else ''}: speedup {sp:.1f}x (prediction); the seed reported "
                       f"{xfsdir.SEED_SPEEDUP:.0f}x on a 64-CPU machine")
     con.print("per cell:")
     dt = Table()
