@@ -191,21 +191,18 @@ def main() -> int:
             k.check()  # check() is off while timing, run once after
             print(f"{name:44s} {live:>10d} {ops:>7d} {r:>10.0f}")
     # The reference and the ratio. This machine's speed drifts within seconds (the bare
-    # loop alone has measured 250,000-475,000 ops/s), so the model, the bare loop and the
+    # loop alone has measured 230,000-490,000 ops/s), so the model, the bare loop and the
     # inlined floor are timed in interleaved rounds and each round gives its own ratios:
     # the medians of those ratios, not ratios of medians taken at different moments.
     k, pages = _kernel(100)
     rounds = 5 if args.quick else 9
-    refs, models, floors, ratios, floor_ratios = [], [], [], [], []
+    refs, models, floors = [], [], []
     for _ in range(rounds):
-        ref = rate(bare_dict_loop, n, 1)
-        model = rate(lambda m: bench_vm_map_ram(k, pages, m), n, 1)
-        floor = rate(inlined_floor, n, 1)
-        refs.append(ref)
-        models.append(model)
-        floors.append(floor)
-        ratios.append(model / ref)
-        floor_ratios.append(floor / ref)
+        refs.append(rate(bare_dict_loop, n, 1))
+        models.append(rate(lambda m: bench_vm_map_ram(k, pages, m), n, 1))
+        floors.append(rate(inlined_floor, n, 1))
+    ratios = [m / r for m, r in zip(models, refs, strict=True)]
+    floor_ratios = [f / r for f, r in zip(floors, refs, strict=True)]
     med = statistics.median
     print(f"{'bare dict loop (reference), 4 pages':44s} {'-':>10s} {'-':>7s} {med(refs):>10.0f}"
           f"   (range {min(refs):,.0f}-{max(refs):,.0f} over {rounds} rounds)")

@@ -139,8 +139,9 @@ class Machine:
             for i in range(count):
                 pte[vpn + i] = pages[i]
             if prot != default_prot:
+                pte_prot = self.pte_prot
                 for i in range(count):
-                    self.pte_prot[vpn + i] = prot
+                    pte_prot[vpn + i] = prot
             n = count
             err = 0
         else:

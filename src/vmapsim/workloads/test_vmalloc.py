@@ -172,6 +172,13 @@ def has_vm_map_ram(k: Kernel) -> bool:
 
 
 # --- the test cases (generators: yield after every kernel call; 0 = passed) -------------------
+def vfree_each(k: Kernel, addrs: list[int | None]) -> Iterator[None]:
+    """vfree() each address in order, one engine step each."""
+    for a in addrs:
+        k.vfree(a)
+        yield
+
+
 def fix_size_alloc_test(w: Worker) -> TestGen:
     k = w.k
     size = w.nr_pages * PAGE_SIZE
@@ -208,9 +215,7 @@ def full_fit_alloc_test(w: Worker) -> TestGen:
         yield
         junk.append(k.vmalloc(PAGE_SIZE))
         yield
-    for j in junk:
-        k.vfree(j)  # vfree(NULL) is a no-op
-        yield
+    yield from vfree_each(k, junk)  # vfree(NULL) is a no-op
     rv = 0
     for _ in range(w.params.test_loop_count):
         tmp = k.vmalloc(PAGE_SIZE)
@@ -222,13 +227,7 @@ def full_fit_alloc_test(w: Worker) -> TestGen:
         yield
         k.vfree(tmp)
         yield
-    for a in keep:
-        k.vfree(a)
-        yield
-    k.vfree(ptr)
-    yield
-    k.vfree(junk_ptr)
-    yield
+    yield from vfree_each(k, [*keep, ptr, junk_ptr])
     return rv
 
 
@@ -264,11 +263,7 @@ def long_busy_list_alloc_test(w: Worker) -> TestGen:
         yield
         k.vfree(ptr_2)
         yield
-    for b in busy:
-        k.vfree(b)
-        yield
-    k.vfree(ptr)
-    yield
+    yield from vfree_each(k, [*busy, ptr])
     return rv
 
 

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..hw.cost import PRESETS, CostModel, get_preset
+from ..hw.cost import CostModel, get_preset
 from ..mm.vmalloc import Kernel
 
 NAME = "xfsdir"
@@ -70,7 +70,7 @@ def default_other_ns(cost: CostModel) -> float:
     the preset's own, else fitted once for these constants (and cached)."""
     values = cost.as_dict()
     name = cost.name
-    if name in DEFAULT_OTHER_NS and name in PRESETS and get_preset(name).as_dict() == values:
+    if name in DEFAULT_OTHER_NS and get_preset(name).as_dict() == values:
         return DEFAULT_OTHER_NS[name]
     key = tuple(sorted(values.items()))
     if key not in _fitted:
