@@ -1,6 +1,6 @@
 """Shared fixtures for the vmapsim test suite.
 
-``design`` runs a test once per registered design (``Kernel._designs``); tests of
+``design`` runs a test once per registered design (``vmapsim.mm.designs``); tests of
 features only the 2008 rewrite has (vm_map_ram, vmap_lazy_nr, lazy purges, the
 vm_unmap_aliases flaw) build ``Kernel(design="rewrite")`` themselves.
 """
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-import vmapsim
+import vmapsim  # noqa: F401
 from vmapsim import PAGE_SIZE, Kernel, Page
+from vmapsim.mm import designs
 
-DESIGNS = sorted(vmapsim.Kernel._designs)
+DESIGNS = designs.design_names()
 
 
 @pytest.fixture(params=DESIGNS)
@@ -30,12 +31,12 @@ def kernel(design: str) -> Kernel:
 @pytest.fixture
 def rk() -> Kernel:
     """A 4-CPU kernel of the 2008 rewrite."""
-    return Kernel(cpus=4, mem_pages=16384, design="rewrite")
+    return Kernel(cpus=4, mem_pages=16384, design="2.6.28")
 
 
 def has_vm_map_ram(k: Kernel) -> bool:
     """Whether the kernel's design has the per-CPU vm_map_ram interface."""
-    return type(k).vm_map_ram is not Kernel.vm_map_ram
+    return k.has_vm_map_ram
 
 
 def take_pages(k: Kernel, n: int) -> list[Page]:

@@ -23,14 +23,14 @@ def test_bench_json_default_cells(capsys: pytest.CaptureFixture[str]) -> None:
     out = run_json(capsys, "bench", "--ops", "12", "--json")
     assert set(out) == {"results", "wall_seconds"} and out["wall_seconds"] > 0
     cells = [(r["design"], r["threads"]) for r in out["results"]]
-    assert cells == [(d, t) for d in ("legacy", "rewrite") for t in (1, 2, 4, 8)]
+    assert cells == [(d, t) for d in ("2.6.27", "2.6.28") for t in (1, 2, 4, 8)]
     for r in out["results"]:
         assert RESULT_KEYS <= set(r)
         assert r["cpus"] == 8 and r["pages"] == 4 and r["ops_per_thread"] == 12
         assert r["ns_per_op"] > 0 and r["p99_ns"] >= 0
         assert r["seed_ns_per_op"] is not None
         assert r["deviation"] == pytest.approx(r["ns_per_op"] / r["seed_ns_per_op"] - 1)
-    legacy = {r["threads"]: r for r in out["results"] if r["design"] == "legacy"}
+    legacy = {r["threads"]: r for r in out["results"] if r["design"] == "2.6.27"}
     assert legacy[4]["ipis_per_op"] == pytest.approx(7.0)
 
 
@@ -48,7 +48,7 @@ def test_bench_cpus_follow_threads(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bench_table_shows_seed_deviation_and_speedup(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--ops", "10", "--threads", "1,8"]) == 0
     out = capsys.readouterr().out
-    for text in ("legacy (vmapsim)", "legacy (seed)", "70,631", "rewrite deviation", "speedup (seed)",
+    for text in ("2.6.27 (vmapsim)", "2.6.27 (seed)", "70,631", "2.6.28 deviation", "2.6.28 speedup (seed)",
                  "24.4x", "(fit)", "sim ops/s"):
         assert text in out, text
 
@@ -80,7 +80,7 @@ def test_bench_rejects_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: P
 def test_profile_json_schema_and_order(capsys: pytest.CaptureFixture[str]) -> None:
     out = run_json(capsys, "profile", "--design", "legacy", "--threads", "8", "--ops", "40", "--json")
     assert {"design", "workload", "threads", "total_ns", "entries"} <= set(out)
-    assert (out["design"], out["workload"], out["threads"]) == ("legacy", "maptouch", 8)
+    assert (out["design"], out["workload"], out["threads"]) == ("2.6.27", "maptouch", 8)
     ns = [e["ns"] for e in out["entries"]]
     assert ns == sorted(ns, reverse=True)
     assert sum(ns) == pytest.approx(out["total_ns"])

@@ -9,7 +9,7 @@ from vmapsim.cli import main
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["demo", "--design", "foo"], "invalid choice"),
+    (["demo", "--design", "foo"], "unknown design 'foo'"),
     (["demo", "--cpus", "0"], "must be positive"),
     (["demo", "--cpus", "5000"], "1..1024"),
     (["map", "--out", "x.png", "--rows", "0"], "must be positive"),

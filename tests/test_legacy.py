@@ -9,6 +9,7 @@ import pytest
 import vmapsim
 from vmapsim import PAGE_SHIFT, PAGE_SIZE, VM_IOREMAP, Kernel
 from vmapsim.errors import BadAddressError, DoubleFreeError, InvariantError, UnsupportedError
+from vmapsim.mm import designs
 from vmapsim.mm.legacy import ALLOC_FAILED_MSG, Legacy
 
 
@@ -24,8 +25,9 @@ def take(k: Kernel, n: int) -> list:
 
 def test_registered_as_legacy() -> None:
     k = lk()
-    assert isinstance(k, Legacy) and k.design == "legacy"
-    assert "legacy" in Kernel._designs and "rewrite" in Kernel._designs
+    assert isinstance(k, Legacy) and k.design == "2.6.27"
+    assert designs.resolve("legacy") == "2.6.27" and designs.resolve("rewrite") == "2.6.28"
+    assert not k.has_vm_map_ram and k.has_vmlist and not k.has_lazy_free
     assert k.vmap_lazy_nr == 0
 
 
@@ -93,7 +95,7 @@ def test_every_vunmap_is_a_global_flush_under_the_write_lock() -> None:
 def test_no_vm_map_ram_in_2627() -> None:
     k = lk()
     pages = take(k, 2)
-    with pytest.raises(UnsupportedError, match="vm_map_ram.*legacy"):
+    with pytest.raises(UnsupportedError, match="vm_map_ram.*2.6.27"):
         k.vm_map_ram(pages, 2)
     with pytest.raises(vmapsim.VmapError):
         k.vm_unmap_ram(k.VMALLOC_START, 2)

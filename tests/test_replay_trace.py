@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from vmapsim import Kernel
 from vmapsim.cli import main
+from vmapsim.mm import designs
 from vmapsim.workloads import InputFormatError
 from vmapsim.workloads import replay as rp
 from vmapsim.workloads import trace as tr
@@ -175,7 +175,7 @@ def test_lost_events_and_unfinished_calls_are_counted() -> None:
 
 
 def test_replay_on_legacy_reports_instead_of_crashing() -> None:
-    if "legacy" not in Kernel._designs:
+    if "legacy" not in designs.accepted_names():
         pytest.skip("legacy design not built yet")
     k, rec = tr.generate_trace("mixed", 1500, cpus=2, seed=5)
     t = tr.parse_trace(rec.text())
@@ -186,7 +186,7 @@ def test_replay_on_legacy_reports_instead_of_crashing() -> None:
 
 def test_legacy_replays_the_xfs_capture_with_vmap_and_a_flush_per_unmap(
         xfs: tuple[tr.Trace, vi.Snapshot, vi.Snapshot]) -> None:
-    if "legacy" not in Kernel._designs:
+    if "legacy" not in designs.accepted_names():
         pytest.skip("legacy design not built yet")
     t, before, after = xfs
     _, res = rp.replay_trace(t, design="legacy", before=before, after=after)

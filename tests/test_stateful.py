@@ -83,12 +83,12 @@ class VmapMachine(RuleBasedStateMachine):
     @rule(nodes=st.sampled_from([1, 2]), small_space=st.booleans(),
           tlb=st.sampled_from([None, 8]), flaw=st.booleans())
     def boot(self, nodes: int, small_space: bool, tlb: int | None, flaw: bool) -> None:
-        kw = {"vm_unmap_aliases_2628": flaw} if self.design == "rewrite" else {}
+        kw = {"vm_unmap_aliases_2628": flaw} if self.design == "2.6.28" else {}
         self.small = small_space
         self.k = Kernel(cpus=CPUS, nodes=nodes, mem_pages=4096, design=self.design,
                         tlb_size=tlb, vmalloc_size=1024 * P if small_space else None, **kw)
         self.free0 = self.k.nr_free_pages()
-        self.flaw = flaw and self.design == "rewrite"
+        self.flaw = flaw and self.design == "2.6.28"
 
     def booted(self) -> bool:
         return self.k is not None

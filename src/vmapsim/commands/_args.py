@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-DESIGNS = ("rewrite", "legacy")
+from ..errors import ConfigError
+from ..mm import designs
 
 
 def integer(text: str) -> int:
@@ -38,9 +39,20 @@ def cpu_count(text: str) -> int:
     return n
 
 
-def add_design(p: argparse.ArgumentParser, default: str = "rewrite") -> None:
-    p.add_argument("--design", default=default, choices=DESIGNS,
-                   help=f"rewrite (2.6.28) or legacy (2.6.27); default {default}")
+def design_list(text: str) -> list[str]:
+    """``--design 2.6.27,rewrite`` -> canonical names (argparse type; names from the registry)."""
+    try:
+        return designs.parse_design_list(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_design(p: argparse.ArgumentParser, default: str = "2.6.28", what: str = "") -> None:
+    """``--design NAMES``: a comma-separated list of registered designs (``vmapsim designs``)."""
+    p.add_argument("--design", type=design_list, default=designs.parse_design_list(default),
+                   metavar="NAMES",
+                   help=(what or "comma-separated designs") + f" (default {default}); "
+                        f"names: {', '.join(designs.accepted_names())}")
 
 
 def add_cpus(p: argparse.ArgumentParser, default: int | None, what: str = "") -> None:

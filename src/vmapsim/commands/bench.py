@@ -19,13 +19,11 @@ from ..hw.cost import PRESETS, get_preset
 from ..sim.run import SEED_TABLE, RunResult, default_cost, machine_cpus
 from ..sim.run import run as simulate
 from ..sim.workload import WORKLOADS
+from ._args import add_design
 from ._args import positive_int as positive
 
 NAME = "bench"
 HELP = "the seed's benchmark table: ns per map+touch+unmap on N simulated CPUs, both designs"
-
-DESIGNS = ("legacy", "rewrite")
-
 
 def parse_threads(text: str) -> list[int]:
     """``"1,2,4,8"`` -> [1, 2, 4, 8]; each 1..1024 (argparse type)."""
@@ -68,8 +66,7 @@ def cost_preset(args: argparse.Namespace) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--design", default="both", choices=("legacy", "rewrite", "both"),
-                   help="which vmap layer: legacy (2.6.27), rewrite (2.6.28), both (default)")
+    add_design(p, "both", "comma-separated designs to run; both = 2.6.27,2.6.28")
     p.add_argument("--threads", type=parse_threads, default=[1, 2, 4, 8],
                    help="comma-separated thread counts, 1..1024 (default 1,2,4,8)")
     add_common(p)
@@ -165,26 +162,30 @@ def print_tables(results: list[RunResult], designs: list[str], threads: list[int
                     tag = " (fit)" if n == 1 else ""
                     devs.append(f"{dev:+.1%}{tag}")
             t.add_row(f"{d} deviation", *devs, end_section=True)
-    if "legacy" in designs and "rewrite" in designs:
-        t.add_row("speedup (vmapsim)",
-                  *[f"{by[('legacy', n)].ns_per_op / by[('rewrite', n)].ns_per_op:.1f}x" for n in threads])
+    base = designs[0]
+    for d in designs[1:]:
+        # the speedup of each later design over the first one listed
+        t.add_row(f"{d} speedup over {base}",
+                  *[f"{by[(base, n)].ns_per_op / by[(d, n)].ns_per_op:.1f}x" for n in threads])
         seed_sp = []
         for n in threads:
-            a = seed_figure(by[("legacy", n)], seed_cpus)
-            b = seed_figure(by[("rewrite", n)], seed_cpus)
+            a = seed_figure(by[(base, n)], seed_cpus)
+            b = seed_figure(by[(d, n)], seed_cpus)
             seed_sp.append("-" if a is None or b is None else f"{a / b:.1f}x")
         if any(x != "-" for x in seed_sp):
-            t.add_row("speedup (seed)", *seed_sp)
+            t.add_row(f"{d} speedup (seed)", *seed_sp)
     con.print(t)
     if any(seed_figure(r, seed_cpus) is not None for r in results):
         con.print("The one-thread cells are fitted (vmapsim.sim.fit); every other cell is a prediction.")
-    elif r0.workload == "xfsdir" and "legacy" in designs and "rewrite" in designs:
+    elif r0.workload == "xfsdir" and len(designs) > 1:
         from ..workloads import xfsdir
 
-        for n in threads:
-            sp = by[("legacy", n)].ns_per_op / by[("rewrite", n)].ns_per_op
-            con.print(f"xfsdir at {n} thread{'s' if n > 1 else ''}: speedup {sp:.1f}x (prediction); the seed reported "
-                      f"{xfsdir.SEED_SPEEDUP:.0f}x on a 64-CPU machine")
+        for d in designs[1:]:
+            for n in threads:
+                sp = by[(designs[0], n)].ns_per_op / by[(d, n)].ns_per_op
+                con.print(f"xfsdir at {n} thread{'s' if n > 1 else ''}: {d} over {designs[0]} {sp:.1f}x "
+                          f"(prediction); the seed reported {xfsdir.SEED_SPEEDUP:.0f}x for 2.6.28 over "
+                          f"2.6.27 on a 64-CPU machine")
     con.print("per cell:")
     dt = Table()
     for col in ("design", "thr", "cpus", "ops/thr", "ns/op", "p99 ns", "IPI sent/op", "IPI recv/op",
@@ -211,7 +212,8 @@ def plot(results: list[RunResult], designs: list[str], seed_cpus: int, path: str
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    colours = {"legacy": "tab:red", "rewrite": "tab:blue"}
+    palette = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
+    colours = {d: palette[i % len(palette)] for i, d in enumerate(designs)}
     xs_all: list[int] = []
     ys_all: list[float] = []
     for d in designs:
@@ -248,7 +250,7 @@ def plot(results: list[RunResult], designs: list[str], seed_cpus: int, path: str
 
 
 def run(args: argparse.Namespace) -> int:
-    designs = list(DESIGNS) if args.design == "both" else [args.design]
+    designs: list[str] = args.design
     try:
         seed_cpus = machine_cpus(get_preset(cost_preset(args)))
         t0 = time.perf_counter()

@@ -19,8 +19,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    k = Kernel(cpus=args.cpus, design=args.design)
-    lazy = f", lazy_max_pages={k.lazy_max_pages()}" if k.design == "rewrite" else ""
+    for i, design in enumerate(args.design):
+        if i:
+            print()
+        tour(Kernel(cpus=args.cpus, design=design))
+    return 0
+
+
+def tour(k: Kernel) -> None:
+    lazy = f", lazy_max_pages={k.lazy_max_pages()}" if k.has_lazy_free else ""
     print(f"vmapsim demo: design={k.design}, {k.cpus} CPUs{lazy}")
     kept = []
     for cpu in range(k.cpus):
@@ -34,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             assert v is not None
             k.touch(v, 4)
             k.vunmap(v)
-            if type(k).vm_map_ram is not Kernel.vm_map_ram:  # fix (issue 3): legacy has no vm_map_ram
+            if k.has_vm_map_ram:
                 m = k.vm_map_ram(pages, 4)  # type: ignore[arg-type]
                 assert m is not None
                 k.touch(m, 4)
@@ -50,10 +57,9 @@ def run(args: argparse.Namespace) -> int:
     print(k.vmallocinfo(), end="")
     k.check()
     print("\ncounters:", ", ".join(f"{key}={val}" for key, val in k.stats.items()))
-    if hasattr(k, "vmap_lazy_nr"):
+    if k.has_lazy_free:
         print(f"vmap_lazy_nr={k.vmap_lazy_nr} (freed, not yet purged)")
         k.vm_unmap_aliases()
         k.check_no_aliases()
         print("after vm_unmap_aliases():", ", ".join(f"{key}={val}" for key, val in k.stats.items()))
     print("check(): all invariants hold")
-    return 0

@@ -255,6 +255,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.out.endswith((".png", ".svg")):
         print("vmapsim map: --out must end in .png or .svg", file=sys.stderr)
         return 2
+    if len(args.design) > 1:
+        print("vmapsim map: --design: one design per picture", file=sys.stderr)
+        return 2
+    args.design = args.design[0]
     try:
         k, what = _build(args)
         lay = draw(k, args.out, what, args.rows)

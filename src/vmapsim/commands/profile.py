@@ -20,6 +20,7 @@ from ..hw.cost import get_preset
 from ..hw.locks import is_lock_wait
 from ..sim.run import RunResult
 from ..sim.run import run as simulate
+from ._args import add_design
 from .bench import add_common, cost_preset, default_pages, positive
 
 NAME = "profile"
@@ -27,8 +28,7 @@ HELP = "readprofile-style listing of simulated time per kernel function and lock
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--design", default="legacy", choices=("legacy", "rewrite"),
-                   help="which vmap layer (default legacy, the seed's 'before')")
+    add_design(p, "2.6.27", "comma-separated designs, one profile each (the seed's 'before' by default)")
     p.add_argument("--threads", type=positive, default=8, help="threads, one per CPU (default 8)")
     add_common(p)
     p.add_argument("--top", type=positive, default=25, help="lines to list (default 25)")
@@ -49,20 +49,35 @@ def run(args: argparse.Namespace) -> int:
     if args.tick <= 0:
         print("vmapsim profile: --tick must be positive", file=sys.stderr)
         return 2
+    results = []
     try:
         if args.cpus is not None and args.cpus < args.threads:
             raise ConfigError(f"--cpus {args.cpus} is fewer than --threads {args.threads}")
-        r = simulate(args.design, args.threads, cpus=args.cpus,
-                     pages=args.pages or default_pages(args.workload), ops=args.ops,
-                     cost=get_preset(cost_preset(args)), seed=args.seed, workload=args.workload)
+        for design in args.design:
+            results.append(simulate(design, args.threads, cpus=args.cpus,
+                                    pages=args.pages or default_pages(args.workload), ops=args.ops,
+                                    cost=get_preset(cost_preset(args)), seed=args.seed,
+                                    workload=args.workload))
     except ConfigError as e:
         print(f"vmapsim profile: {e}", file=sys.stderr)
         return 2
-    total, rows = entries(r)
     if args.json:
-        print(json.dumps({"design": r.design, "workload": r.workload, "threads": r.threads,
-                          "cpus": r.cpus, "ops": r.ops, "total_ns": total, "entries": rows}, indent=2))
+        out = []
+        for r in results:
+            total, rows = entries(r)
+            out.append({"design": r.design, "workload": r.workload, "threads": r.threads,
+                        "cpus": r.cpus, "ops": r.ops, "total_ns": total, "entries": rows})
+        print(json.dumps(out[0] if len(out) == 1 else {"profiles": out}, indent=2))
         return 0
+    for i, r in enumerate(results):
+        if i:
+            print()
+        print_profile(r, args)
+    return 0
+
+
+def print_profile(r: RunResult, args: argparse.Namespace) -> None:
+    total, rows = entries(r)
     print(f"# vmapsim profile: {r.design}, {r.workload}, {r.threads} threads on {r.cpus} CPUs, "
           f"{r.ops_per_thread} ops/thread, {r.pages} pages, cost {r.cost}")
     print(f"# simulated time summed over all CPUs; 1 tick = {args.tick:g} ns; "
@@ -74,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{ns / tick:>12.0f} {row['function']!s:<40} {float(row['share']):.4f}")
     for line in seed_notes(r, total):
         print(line)
-    return 0
 
 
 def lock_ipi_share(r: RunResult, total: float) -> float:
@@ -89,8 +103,8 @@ def seed_notes(r: RunResult, total: float) -> list[str]:
     if r.workload == "xfsdir":
         from ..workloads import xfsdir
 
-        if r.design == "legacy":
-            wl = r.profile.get("_write_lock (vmlist_lock)", 0.0) / total if total else 0.0
+        if "_write_lock (vmlist_lock)" in r.profile:  # the seed's before: a vmlist_lock profile
+            wl = r.profile["_write_lock (vmlist_lock)"] / total if total else 0.0
             out.append(f"# _write_lock (vmlist_lock): {wl:.1%} of ticks (prediction); seed's before "
                        f"profile, 64-CPU ia64: {xfsdir.SEED_BEFORE_WRITE_LOCK_SHARE:.1%}")
         else:

@@ -45,10 +45,15 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import VmapError
     from ..workloads import InputFormatError
 
+    status = 0
+    names: list[str] = args.design
     try:
-        if args.vmallocinfo:
-            return _run_snapshot(args)
-        return _run_trace(args)
+        for i, design in enumerate(names):
+            if i and not args.json:
+                print()
+            args.design = design  # one design per pass
+            status = max(status, _run_snapshot(args) if args.vmallocinfo else _run_trace(args))
+        return status
     except InputFormatError as e:
         print(f"vmapsim replay: {e}", file=sys.stderr)
         print("(use --skip-bad to skip malformed lines)", file=sys.stderr)
@@ -73,10 +78,8 @@ def _run_snapshot(args: argparse.Namespace) -> int:
 
     snap = vi.read_vmallocinfo(args.vmallocinfo, args.skip_bad)
     kw: dict[str, Any] = {}
-    if args.design == "rewrite" and args.block_pages == "model":
-        kw["nr_cpus_config"] = 64  # the design's default NR_CPUS
-    elif args.design == "rewrite" and args.block_pages != "auto":
-        kw["nr_cpus_config"] = _nr_cpus(int(args.block_pages), args.cpus or 2)
+    if args.block_pages not in ("auto", "model"):
+        kw.update(_block_config(args.design, int(args.block_pages), args.cpus or 2))
     k = vi.kernel_for(snap, args.design, args.cpus or 2, **kw)
     rep = vi.rebuild(k, snap)
     k.check()
@@ -110,17 +113,15 @@ def _run_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _nr_cpus(bits: int, cpus: int) -> int:
+def _block_config(design: str, bits: int, cpus: int) -> dict[str, Any]:
+    """The design's kernel arguments for ``bits``-page vmap blocks (asked of the design)."""
     from ..errors import ConfigError
-    from ..mm.constants import PAGE_SIZE
-    from ..mm.vmalloc import Kernel
-    from ..workloads.vmallocinfo import nr_cpus_config_for
+    from ..mm import designs
 
-    probe = Kernel(cpus=cpus, mem_pages=16)
-    n = nr_cpus_config_for((probe.VMALLOC_END - probe.VMALLOC_START) // PAGE_SIZE, bits, cpus)
-    if n is None:
+    kw = designs.design_class(design).config_for(cpus, bits)
+    if kw is None:
         raise ConfigError(f"--block-pages must be auto, model or a power of two in 128..1024, got {bits}")
-    return n
+    return kw
 
 
 def _run_trace(args: argparse.Namespace) -> int:

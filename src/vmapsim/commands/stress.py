@@ -21,7 +21,7 @@ import sys
 from ..errors import ConfigError
 from ..hw.cost import PRESETS, get_preset
 from ..workloads import test_vmalloc as tv
-from ._args import integer, nonneg_int, positive_int
+from ._args import add_design, integer, nonneg_int, positive_int
 
 NAME = "stress"
 HELP = "the kernel's test_vmalloc suite (lib/test_vmalloc.c) on simulated CPUs"
@@ -60,8 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="1: cases in bit order; 0: shuffled per worker with the seed (default 0)")
     p.add_argument("--nr-pages", type=nonneg_int, default=None,
                    help="pages for fix_size_alloc_test and vm_map_ram_test (0 = 1; default 0)")
-    p.add_argument("--design", default="rewrite", choices=("rewrite", "legacy"),
-                   help="which vmap layer: rewrite (2.6.28, default) or legacy (2.6.27)")
+    add_design(p, "2.6.28", "comma-separated designs, one run each")
     p.add_argument("--cpus", type=positive_int, default=None,
                    help="CPUs of the machine (default: the preset's, or nr_threads if more)")
     p.add_argument("--cost", default="opteron-2008", choices=sorted(PRESETS),
@@ -96,9 +95,16 @@ def params_from_args(args: argparse.Namespace) -> tv.StressParams:
 
 
 def run(args: argparse.Namespace) -> int:
+    status = 0
+    for design in args.design:
+        status = max(status, run_one(args, design))
+    return status
+
+
+def run_one(args: argparse.Namespace, design: str) -> int:
     try:
         params = params_from_args(args)
-        result = tv.run(params, design=args.design, cpus=args.cpus, cost=args.cost,
+        result = tv.run(params, design=design, cpus=args.cpus, cost=args.cost,
                         seed=args.seed, mem_pages=args.mem_pages,
                         vmalloc_size=args.vmalloc_size)
     except ConfigError as e:

@@ -24,9 +24,11 @@ from bisect import bisect_left
 from typing import Any
 
 from .constants import PAGE_SHIFT, PAGE_SIZE
+from .designs import DesignInfo
 from .holes import first_end_over, hole_augment, index_erase, index_insert, next_with_hole, rank
 from .rbtree import RBNode, RBRoot
-from .vmalloc import Kernel, vm_struct
+from .vmalloc import vm_struct
+from .vmlist import VmlistKernel
 
 #: printk of 2.6.27's __get_vm_area_node when no gap fits.
 ALLOC_FAILED_MSG = "allocation failed: out of vmalloc space - use vmalloc=<size> to increase size."
@@ -68,7 +70,17 @@ class _vm_node(RBNode):  # noqa: N801
         self.sub_n = 1
 
 
-class Legacy(Kernel, design="legacy"):
+INFO = DesignInfo(
+    name="2.6.27",
+    aliases=("legacy",),
+    kernel="Linux 2.6.27 (October 2008) and before",
+    changed="the design the 2008 rewrite replaced: vmlist under one rwlock, a global TLB flush on every vunmap",
+    commit="(before db64fe02258f; vmlist dates from Linux 2.4)",
+    leaves_out="vm_map_ram (not in 2.6.27); module space",
+)
+
+
+class Legacy(VmlistKernel, design=INFO):
     """Linux 2.6.27's vmap layer (see the module docstring)."""
 
     #: Nothing is ever freed lazily in 2.6.27 (kept so both designs share the API).

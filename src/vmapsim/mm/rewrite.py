@@ -34,6 +34,7 @@ from .constants import (
     VMAP_BBMAP_BITS_MIN,
     VMAP_MAX_ALLOC,
 )
+from .designs import DesignInfo
 from .holes import first_end_over, index_erase, index_insert
 from .holes import hole_augment as _vmap_area_augment
 from .holes import next_with_hole as _next_with_gap
@@ -45,7 +46,29 @@ from .rbtree import (
     rb_first,
     rb_next,
 )
-from .vmalloc import Kernel, _check_int, vm_struct
+from .vmalloc import _check_int, vm_struct
+from .vmlist import VmlistKernel
+
+
+def vmap_bbmap_bits(nr_cpus: int) -> int:
+    """VMAP_BBMAP_BITS for NR_CPUS ``nr_cpus`` (2.6.28: not rounded to a power of two by the
+    kernel; see the deviation in Rewrite.__init__)."""
+    # VMALLOC_PAGES is VMALLOC_SPACE / PAGE_SIZE, a fixed guess of 128 GiB on 64-bit
+    # (not the real 32 TiB range), so NR_CPUS=8192 gives 256-page blocks as in 6.1.
+    bits = min(VMAP_BBMAP_BITS_MAX, max(VMAP_BBMAP_BITS_MIN, VMALLOC_PAGES // nr_cpus // 16))
+    # Deviation: rounded down to a power of two, as ALIGN() to the block size needs one.
+    return 1 << (bits.bit_length() - 1)
+
+
+def nr_cpus_for_block_pages(bits: int, cpus: int) -> int | None:
+    """An NR_CPUS >= ``cpus`` that gives ``bits``-page vmap blocks, or None."""
+    if bits < 1 or bits & (bits - 1) or not VMAP_BBMAP_BITS_MIN <= bits <= VMAP_BBMAP_BITS_MAX:
+        return None
+    n = max(cpus, VMALLOC_PAGES // (16 * bits))
+    for cand in (n, n - 1, n + 1, max(cpus, n // 2)):
+        if cand >= cpus and vmap_bbmap_bits(cand) == bits:
+            return cand
+    return None
 
 
 class vmap_area(RBNode):  # noqa: N801 - kernel type name
@@ -122,7 +145,17 @@ class vmap_block:  # noqa: N801 - kernel type name
         self.hint = 0
 
 
-class Rewrite(Kernel, design="rewrite"):
+INFO = DesignInfo(
+    name="2.6.28",
+    aliases=("rewrite",),
+    kernel="Linux 2.6.28 (December 2008)",
+    changed="vmap_areas in an rbtree, lazy batched TLB flushing, vm_unmap_aliases(), per-CPU vmap blocks (vm_map_ram)",
+    commit="db64fe02258f mm: rewrite vmap layer (Nick Piggin)",
+    leaves_out="the vfree_deferred path for vfree() from interrupts; module space",
+)
+
+
+class Rewrite(VmlistKernel, design=INFO):
     """Linux 2.6.28's vmap layer (see the module docstring).
 
     ``vm_unmap_aliases_2628=True`` keeps the shipped flaw: vm_unmap_aliases() walks
@@ -131,19 +164,21 @@ class Rewrite(Kernel, design="rewrite"):
     ``nr_cpus_config`` is NR_CPUS, which sizes VMAP_BBMAP_BITS.
     """
 
+    has_vm_map_ram = True
+    has_lazy_free = True
+
     def __init__(self, *args: Any, vm_unmap_aliases_2628: bool = False,
-                 nr_cpus_config: int = 64, **kw: Any) -> None:
+                 nr_cpus_config: int | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
         m = self.machine
         self.vm_unmap_aliases_2628 = bool(vm_unmap_aliases_2628)
+        if nr_cpus_config is None:
+            nr_cpus_config = m.ncpus  # NR_CPUS follows the CPU count unless given
         _check_int("Kernel", "nr_cpus_config", nr_cpus_config)
         if nr_cpus_config < m.ncpus:
             raise ConfigError(f"nr_cpus_config ({nr_cpus_config}) < cpus ({m.ncpus})")
-        # VMALLOC_PAGES is VMALLOC_SPACE / PAGE_SIZE, a fixed guess of 128 GiB on 64-bit
-        # (not the real 32 TiB range), so NR_CPUS=8192 gives 256-page blocks as in 6.1.
-        bits = min(VMAP_BBMAP_BITS_MAX, max(VMAP_BBMAP_BITS_MIN, VMALLOC_PAGES // nr_cpus_config // 16))
-        # Deviation: rounded down to a power of two, as ALIGN() to the block size needs one.
-        bits = 1 << (bits.bit_length() - 1)
+        bits = vmap_bbmap_bits(nr_cpus_config)
+        self.nr_cpus = nr_cpus_config
         self.VMAP_BBMAP_BITS = bits
         self.VMAP_BLOCK_SIZE = bits * PAGE_SIZE
         self._vb_base = self.VMALLOC_START & ~(self.VMAP_BLOCK_SIZE - 1)
@@ -161,6 +196,18 @@ class Rewrite(Kernel, design="rewrite"):
         self._nr_areas = 0
         #: vm_map_ram() mappings handed out: address -> count (to validate vm_unmap_ram).
         self._ram_maps: dict[int, int] = {}
+
+    @classmethod
+    def config_for(cls, cpus: int, block_pages: int | None = None) -> dict[str, Any] | None:
+        """``nr_cpus_config`` for vmap blocks of ``block_pages`` pages on ``cpus`` CPUs."""
+        if block_pages is None:
+            return {}
+        n = nr_cpus_for_block_pages(block_pages, cpus)
+        return None if n is None else {"nr_cpus_config": n}
+
+    @property
+    def vmap_block_pages(self) -> int:
+        return self.VMAP_BBMAP_BITS
 
     # -- the rbtree of vmap_areas ---------------------------------------------------------
     def find_vmap_area(self, addr: int) -> vmap_area | None:

@@ -23,7 +23,7 @@ that, and an access through one raises UseAfterFreeError/StaleTranslationError.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from types import CodeType
 from typing import Any, ClassVar
@@ -40,9 +40,9 @@ from ..errors import (
     UseAfterFreeError,
 )
 from ..hw.cost import CostModel, get_preset
-from ..hw.locks import RWLock
 from ..hw.machine import CPU, Machine
 from ..hw.physmem import Page
+from . import designs
 from .constants import (
     EINVAL,
     GFP_DMA32__,
@@ -65,6 +65,7 @@ from .constants import (
     VMALLOC_START,
     fls,
 )
+from .designs import DesignInfo
 
 
 class vm_struct:  # noqa: N801 - kernel type name
@@ -209,65 +210,92 @@ def vm_line(v: vm_struct, nodes: int, modern: bool = False) -> str:
 class Kernel:
     """A simulated kernel: the machine plus one design of the vmap layer.
 
-    ``Kernel(cpus=8, nodes=1, mem_pages=262144, design="rewrite")``; ``design`` is
-    ``"rewrite"`` (2.6.28, the default) or ``"legacy"`` (2.6.27). ``cost`` is a preset
+    ``Kernel(cpus=8, nodes=1, mem_pages=262144, design="2.6.28")``; ``design`` is a
+    registered name or alias (``vmapsim.mm.designs``: ``"2.6.27"``/``"legacy"``,
+    ``"2.6.28"``/``"rewrite"`` (the default), ``"6.1"``, ...). ``cost`` is a preset
     name or a CostModel; ``tlb_size`` bounds each TLB (None: unbounded, the strictest
-    oracle); ``vmalloc_size`` shrinks the vmalloc space (default: x86_64's 32 TiB).
+    oracle); ``vmalloc_size`` shrinks the vmalloc space (default: x86_64's 32 TiB);
+    ``vmalloc_start`` moves it (KASLR moves it every boot on modern kernels).
+
+    What code outside ``mm/`` may ask a design is the public interface below
+    ("the design's interface"): capabilities as class attributes, ``config_for()`` for
+    the keyword arguments a design wants for N CPUs or a vmap block size, and the
+    placement and tracing hooks. Nothing outside ``mm/`` asks for a class or a name.
     """
 
-    _designs: ClassVar[dict[str, type[Kernel]]] = {}
+    #: the design's registry entry (set by ``class X(Kernel, design=DesignInfo(...))``)
+    info: ClassVar[DesignInfo]
+    #: the design's canonical name ("2.6.28")
     design: ClassVar[str] = ""
+    #: capabilities: the per-CPU vm_map_ram()/vm_unmap_ram() interface ...
+    has_vm_map_ram: ClassVar[bool] = False
+    #: ... a vmlist of vm_structs (2.6 designs; 6.x finds them through va->vm) ...
+    has_vmlist: ClassVar[bool] = False
+    #: ... lazy freeing (vmap_lazy_nr, purges, vm_unmap_aliases() with work to do)
+    has_lazy_free: ClassVar[bool] = False
+    #: /proc/vmallocinfo's dialect: "2.6" (phys=%lx, no vm_map_ram lines) or "modern"
+    vmallocinfo_style: ClassVar[str] = "2.6"
+    #: pages lazily freed and not yet purged (designs with lazy freeing keep it)
+    vmap_lazy_nr: int = 0
 
-    def __init_subclass__(cls, design: str = "", **kw: Any) -> None:
+    def __init_subclass__(cls, design: DesignInfo | None = None, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        if design:
-            cls.design = design
-            Kernel._designs[design] = cls
+        if design is not None:
+            cls.info = design
+            cls.design = design.name
+            designs.register(cls, design)
 
-    def __new__(cls, *args: Any, design: str = "rewrite", **kw: Any) -> Kernel:
+    def __new__(cls, *args: Any, design: str = "2.6.28", **kw: Any) -> Kernel:
         if cls is Kernel:
-            try:
-                cls = Kernel._designs[design]
-            except KeyError:
-                raise ConfigError(
-                    f"unknown design {design!r}; known: {', '.join(sorted(Kernel._designs))}"
-                ) from None
+            cls = designs.design_class(design)
         return super().__new__(cls)
+
+    @classmethod
+    def config_for(cls, cpus: int, block_pages: int | None = None) -> dict[str, Any] | None:
+        """Keyword arguments this design wants for a ``cpus``-CPU machine whose vmap
+        blocks have ``block_pages`` pages (None: the design's own); None if the design
+        cannot have such blocks. Designs without vmap blocks need nothing."""
+        return {} if block_pages is None or not cls.has_vm_map_ram else None
 
     def __init__(
         self,
         cpus: int = 8,
         nodes: int = 1,
         mem_pages: int = 262144,
-        design: str = "rewrite",
+        design: str = "2.6.28",
         cost: str | CostModel = "opteron-2008",
         tlb_size: int | None = None,
         vmalloc_size: int | None = None,
+        vmalloc_start: int | None = None,
     ) -> None:
         model = get_preset(cost) if isinstance(cost, str) else cost
         if not isinstance(model, CostModel):
             raise TypeError(f"cost must be a preset name or a CostModel, not {type(cost).__name__}")
         self.machine = Machine(cpus, nodes, mem_pages, model, tlb_size)
         self.cost = model
-        self.VMALLOC_START = VMALLOC_START
+        start = self.default_vmalloc_start() if vmalloc_start is None else vmalloc_start
+        _check_addr("vmalloc_start", start)
+        if start & ((1 << 30) - 1) or not 0xFFFF800000000000 <= start < 1 << 64:
+            raise ConfigError(f"vmalloc_start must be a 1 GiB aligned kernel address, got {start:#x}")
+        full = self.default_vmalloc_size()
         if vmalloc_size is None:
-            self.VMALLOC_END = VMALLOC_END
+            vmalloc_size = full
         else:
             _check_size("vmalloc_size", vmalloc_size)
-            if (vmalloc_size < 16 * PAGE_SIZE or vmalloc_size & (PAGE_SIZE - 1)
-                    or vmalloc_size > VMALLOC_END + 1 - VMALLOC_START):
+            if vmalloc_size < 16 * PAGE_SIZE or vmalloc_size & (PAGE_SIZE - 1) or vmalloc_size > full:
                 raise ConfigError(
                     f"vmalloc_size must be a multiple of PAGE_SIZE from 16 pages to x86_64's "
-                    f"{(VMALLOC_END + 1 - VMALLOC_START) >> 40} TiB, got {vmalloc_size}"
+                    f"{full >> 40} TiB, got {vmalloc_size}"
                 )
-            self.VMALLOC_END = VMALLOC_START + vmalloc_size - 1
+        if start + vmalloc_size > 1 << 64:
+            raise ConfigError(f"vmalloc space {start:#x} + {vmalloc_size:#x} passes the end of memory")
+        #: VMALLOC_START/VMALLOC_END of this boot (VMALLOC_END inclusive, as x86_64's)
+        self.VMALLOC_START = start
+        self.VMALLOC_END = start + vmalloc_size - 1
         self.num_physpages = mem_pages
+        #: NR_CPUS, the compile-time CPU count (what it sizes is the design's business)
+        self.nr_cpus = self.machine.ncpus
         self._cpu: CPU = self.machine.cpus[0]
-        #: vmlist: address-ordered vm_structs (the kernel's singly linked list; kept
-        #: as a Python list plus the ``next`` links, so it can be bisected).
-        self._vmlist: list[vm_struct] = []
-        self._vmlist_addrs: list[int] = []
-        self.vmlist_lock = RWLock(self.machine, "vmlist_lock")
         # the oracle
         self._live: dict[int, Page] = {}
         self._user_pages: set[Page] = set()
@@ -275,6 +303,30 @@ class Kernel:
         #: id(vm_struct) -> address of its vmalloc()ed page array (VM_VPAGES areas)
         self._pages_array_addr: dict[int, int] = {}
         self.purges = 0
+        #: the tracepoint hook: None, or a callable(event, fields) that sees every
+        #: vmalloc-layer event the kprobes of the real captures see (``trace()``)
+        self.tracer: Callable[[str, dict[str, int]], None] | None = None
+
+    @staticmethod
+    def default_vmalloc_start() -> int:
+        """VMALLOC_START of the design's x86_64 (2.6: fixed; 6.x: KASLR's base)."""
+        return VMALLOC_START
+
+    @staticmethod
+    def default_vmalloc_size() -> int:
+        return VMALLOC_END + 1 - VMALLOC_START
+
+    def trace(self, event: str, **fields: int) -> None:
+        """Fire tracepoint ``event`` (the captures' kprobe names: alloc, alloc_ret,
+        free_noflush, purge, purge_ret, flush, vfree, map_ram, map_ram_ret, unmap_ram,
+        unmap_aliases). Callers test ``self.tracer is not None`` first on hot paths."""
+        if self.tracer is not None:
+            self.tracer(event, fields)
+
+    @property
+    def vmap_block_pages(self) -> int:
+        """Pages per vmap_block (VMAP_BBMAP_BITS); 0 for a design without blocks."""
+        return 0
 
     # -- the machine ---------------------------------------------------------------
     @property
@@ -494,39 +546,9 @@ class Kernel:
     def _check_design(self) -> None:
         raise NotImplementedError
 
-    # -- vmlist --------------------------------------------------------------------------
-    @property
-    def vmlist(self) -> vm_struct | None:
-        """The head of ``vmlist`` (follow ``.next``)."""
-        return self._vmlist[0] if self._vmlist else None
-
-    def vmlist_link(self, area: vm_struct) -> int:
-        """Link ``area`` into vmlist in address order; returns the nodes walked."""
-        import bisect
-
-        i = bisect.bisect_left(self._vmlist_addrs, area.addr)
-        lst = self._vmlist
-        area.next = lst[i] if i < len(lst) else None
-        if i:
-            lst[i - 1].next = area
-        lst.insert(i, area)
-        self._vmlist_addrs.insert(i, area.addr)
-        return i + 1
-
-    def vmlist_unlink(self, area: vm_struct) -> int:
-        """Unlink ``area`` from vmlist; returns the nodes walked to find it."""
-        import bisect
-
-        i = bisect.bisect_left(self._vmlist_addrs, area.addr)
-        lst = self._vmlist
-        if i >= len(lst) or lst[i] is not area:
-            raise InvariantError(f"vm_struct at {area.addr:#x} is not on vmlist")
-        if i:
-            lst[i - 1].next = area.next
-        del lst[i]
-        del self._vmlist_addrs[i]
-        area.next = None
-        return i + 1
+    def vm_areas(self) -> Iterable[vm_struct]:
+        """Every live vm_struct in address order (2.6: vmlist; 6.x: the busy areas' ``vm``)."""
+        raise NotImplementedError
 
     # -- the vm_struct layer -------------------------------------------------------------
     def _area_align(self, size: int, flags: int) -> int:
@@ -849,13 +871,10 @@ class Kernel:
         _check_size("remap_vmalloc_range: pgoff", pgoff)
         if addr & (PAGE_SIZE - 1):
             return -EINVAL
-        cpu = self._cpu
-        self.vmlist_lock.read_lock(cpu)
         area = self.find_vm_area(addr)
         usize = vma.vm_end - vma.vm_start
         ok = (area is not None and area.flags & VM_USERMAP
               and usize + (pgoff << PAGE_SHIFT) <= area.size - PAGE_SIZE)
-        self.vmlist_lock.read_unlock(cpu)
         if not ok:
             return -EINVAL
         assert area is not None and area.pages is not None
@@ -874,13 +893,8 @@ class Kernel:
 
     # -- /proc/vmallocinfo ------------------------------------------------------------
     def vmallocinfo(self) -> str:
-        """/proc/vmallocinfo as 2.6.28 prints it (one line per vmlist entry)."""
-        cpu = self._cpu
-        self.vmlist_lock.read_lock(cpu)
-        nodes = self.machine.mem.nodes
-        lines = [vm_line(v, nodes) for v in self._vmlist]
-        self.vmlist_lock.read_unlock(cpu)
-        return "".join(line + "\n" for line in lines)
+        """/proc/vmallocinfo as this design's kernel prints it."""
+        raise NotImplementedError
 
     # -- checks ----------------------------------------------------------------------------
     def check(self) -> None:
@@ -888,27 +902,25 @@ class Kernel:
         try:
             self._check_common()
             self._check_design()
+            self._check_vm_structs()
         except AssertionError as e:
             raise InvariantError(str(e)) from None
         except (AttributeError, TypeError) as e:  # a structure holds an object of the wrong kind
             raise InvariantError(f"corrupted model state: {e}") from None
 
+    def _check_vm_structs(self) -> None:
+        """Live vm_structs: address order, no overlap, sizes that include the guard page."""
+        prev: vm_struct | None = None
+        for v in self.vm_areas():
+            if v.size < PAGE_SIZE or (v.addr | v.size) & (PAGE_SIZE - 1):
+                raise AssertionError(f"vm_struct at {v.addr:#x} has a bad size {v.size:#x}")
+            if prev is not None and prev.addr + prev.size > v.addr:
+                raise AssertionError(f"vm_structs overlap: {prev.addr:#x} and {v.addr:#x}")
+            prev = v
+
     def _check_common(self) -> None:
         m = self.machine
         m.mem._check()
-        # vmlist: address order, next links
-        prev: vm_struct | None = None
-        for i, v in enumerate(self._vmlist):
-            if self._vmlist_addrs[i] != v.addr:
-                raise AssertionError(f"vmlist index out of step at {v.addr:#x}")
-            if prev is not None:
-                if prev.next is not v:
-                    raise AssertionError(f"vmlist next link broken after {prev.addr:#x}")
-                if prev.addr + prev.size > v.addr:
-                    raise AssertionError(f"vmlist areas overlap: {prev.addr:#x} and {v.addr:#x}")
-            prev = v
-        if prev is not None and prev.next is not None:
-            raise AssertionError("vmlist tail has a next link")
         # intended translations are what the page table maps
         pte = m.pte
         for vpn, page in self._live.items():
@@ -943,7 +955,7 @@ class Kernel:
         for p in self._user_pages:
             holders[id(p)] = holders.get(id(p), 0) + 1
             pages[id(p)] = p
-        for v in self._vmlist:
+        for v in self.vm_areas():
             # __vmalloc_area() may fill a non-VM_ALLOC area (e.g. VM_MAP); its pages are
             # held all the same (vfree frees any area's pages)
             if v.pages is not None:

@@ -23,7 +23,7 @@ import argparse
 import sys
 
 from ..hw.cost import CostModel, get_preset
-from .run import DEFAULT_OPS, SEED_TABLE, machine_cpus, run
+from .run import SEED_TABLE, default_ops, machine_cpus, run
 
 FREE = ("pte_write", "ipi_idle_wakeup")
 #: Rounding of the fitted values as stored in the preset (ns).
@@ -33,14 +33,14 @@ DIGITS = {"pte_write": 1, "ipi_idle_wakeup": 0}
 def one_thread_ns(model: CostModel, design: str, pages: int = 4, ops: int | None = None) -> float:
     """Simulated ns/op of the seed's benchmark, one thread, on the preset's machine."""
     return run(design, 1, cpus=machine_cpus(model), pages=pages, cost=model,
-               ops=DEFAULT_OPS[design] if ops is None else ops).ns_per_op
+               ops=default_ops(design) if ops is None else ops).ns_per_op
 
 
 def fit(preset: str = "opteron-2008", ops: dict[str, int] | None = None) -> dict[str, float]:
     """Solve for FREE so the one-thread cells equal the seed's; returns the rounded values."""
     base = get_preset(preset)
     ops = ops or {}
-    designs = ("rewrite", "legacy")
+    designs = ("2.6.28", "2.6.27")  # the seed's new and old kernels
     p0, w0 = base.pte_write, base.ipi_idle_wakeup
     dp, dw = 100.0, 1000.0
     f0 = {d: one_thread_ns(base, d, ops=ops.get(d)) for d in designs}
@@ -50,11 +50,11 @@ def fit(preset: str = "opteron-2008", ops: dict[str, int] | None = None) -> dict
     a = {d: (fp[d] - f0[d]) / dp for d in designs}
     b = {d: (fw[d] - f0[d]) / dw for d in designs}
     r = {d: SEED_TABLE[d][1] - f0[d] for d in designs}
-    det = a["rewrite"] * b["legacy"] - a["legacy"] * b["rewrite"]
+    det = a["2.6.28"] * b["2.6.27"] - a["2.6.27"] * b["2.6.28"]
     if abs(det) < 1e-12:
         raise ArithmeticError("the one-thread cells do not determine pte_write and ipi_idle_wakeup")
-    x = (r["rewrite"] * b["legacy"] - r["legacy"] * b["rewrite"]) / det
-    y = (a["rewrite"] * r["legacy"] - a["legacy"] * r["rewrite"]) / det
+    x = (r["2.6.28"] * b["2.6.27"] - r["2.6.27"] * b["2.6.28"]) / det
+    y = (a["2.6.28"] * r["2.6.27"] - a["2.6.27"] * r["2.6.28"]) / det
     return {"pte_write": round(p0 + x, DIGITS["pte_write"]),
             "ipi_idle_wakeup": round(w0 + y, DIGITS["ipi_idle_wakeup"])}
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"preset {args.preset}: fitted to the seed's one-thread cells")
     for name in FREE:
         print(f"  {name:16s} = {values[name]:g}   (preset has {getattr(model, name):g})")
-    for d in ("rewrite", "legacy"):
+    for d in ("2.6.28", "2.6.27"):
         got = one_thread_ns(fitted, d)
         print(f"  {d:8s} 1 thread: {got:8.1f} ns/op   seed {SEED_TABLE[d][1]}")
     same = all(abs(getattr(model, n) - values[n]) < 1e-9 for n in FREE)

@@ -10,20 +10,30 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..hw.cost import CostModel, get_preset
+from ..mm import designs
 from ..mm.vmalloc import Kernel
 from .engine import Engine
 from .workload import WorkloadParams, load
 
-#: Seed's figures (ns per map+touch+unmap of 4 pages, 8-CPU Opteron), by threads.
+#: Seed's figures (ns per map+touch+unmap of 4 pages, 8-CPU Opteron), by the kernel
+#: they were measured on (a design's canonical name), then by threads.
 SEED_TABLE: dict[str, dict[int, float]] = {
-    "legacy": {1: 14700, 2: 33600, 4: 49500, 8: 70631},
-    "rewrite": {1: 2900, 2: 3000, 4: 2800, 8: 2900},
+    "2.6.27": {1: 14700, 2: 33600, 4: 49500, 8: 70631},
+    "2.6.28": {1: 2900, 2: 3000, 4: 2800, 8: 2900},
 }
 
-#: Default operations per CPU. The rewrite needs well over 10,000 four-page ops per
-#: CPU for its lazy purge to fire several times at 8 CPUs (lazy_max_pages = 32768);
-#: the legacy design has no purge, and each op costs the same from the first one.
-DEFAULT_OPS = {"rewrite": 12288, "legacy": 2048}
+#: Default maptouch operations per CPU, by whether the design frees lazily. With lazy
+#: freeing it takes well over 10,000 four-page ops per CPU for the lazy purge to fire
+#: several times at 8 CPUs (lazy_max_pages = 32768); without, there is no purge and
+#: each op costs the same from the first one.
+DEFAULT_OPS = {True: 12288, False: 2048}
+
+
+def default_ops(design: str, workload: str = "maptouch") -> int:
+    """Operations per thread a cell runs unless told (asks the design whether it frees lazily)."""
+    if workload == "maptouch":
+        return DEFAULT_OPS[designs.design_class(design).has_lazy_free]
+    return WORKLOAD_OPS.get(workload, 1000)
 
 #: Default operations per CPU of the other workloads.
 WORKLOAD_OPS = {"xfsdir": 300}
@@ -86,7 +96,7 @@ def _p99(lat: array) -> float:
 
 
 def run(
-    design: str = "rewrite",
+    design: str = "2.6.28",
     threads: int = 1,
     cpus: int | None = None,
     pages: int = 4,
@@ -119,14 +129,11 @@ def run(
     if not 1 <= pages <= 1024:
         raise ConfigError(f"pages must be 1..1024, got {pages}")
     if ops is None:
-        ops = DEFAULT_OPS.get(design, 1000) if workload == "maptouch" else WORKLOAD_OPS.get(workload, 1000)
+        ops = default_ops(design, workload)
     if not isinstance(ops, int) or ops < 1:
         raise ConfigError(f"ops must be a positive int, got {ops!r}")
     params = WorkloadParams(ops=ops, pages=pages, other_ns=other_ns)
-    # NR_CPUS of the simulated kernel: at least the machine's CPUs (the rewrite sizes
-    # its vmap_blocks by it).
-    extra: dict[str, Any] = {"nr_cpus_config": max(64, cpus)} if design == "rewrite" else {}
-    k = Kernel(cpus=cpus, design=design, cost=model, mem_pages=max(262144, cpus * pages * 32), **extra)
+    k = Kernel(cpus=cpus, design=design, cost=model, mem_pages=max(262144, cpus * pages * 32))
     m = k.machine
     eng = Engine(k, seed)
     rng = eng.rng

@@ -1,8 +1,8 @@
 """``maptouch``: the seed's benchmark -- map N pages, write each page, unmap, in a loop.
 
 Each CPU owns N pages (allocated before the clock starts) and loops: map them
-(``vm_map_ram`` on the rewrite, ``vmap`` on the legacy design, which has no
-vm_map_ram, as in the seed's comparison), store to each page (``Kernel.touch``),
+(``vm_map_ram`` where the design has it, else ``vmap``, as the seed compared
+2.6.28's vm_map_ram with 2.6.27's vmap), store to each page (``Kernel.touch``),
 unmap (``vm_unmap_ram`` / ``vunmap``). One operation = map + touch + unmap.
 """
 
@@ -27,7 +27,7 @@ def start(k: Kernel, cpu_id: int, params: Any, rng: random.Random, lat: array) -
     if any(p is None for p in pages):
         raise MemoryError(f"maptouch: CPU {cpu_id} could not get {count} pages")
     cpu = k.machine.cpus[cpu_id]
-    per_cpu = type(k).vm_map_ram is not Kernel.vm_map_ram
+    per_cpu = k.has_vm_map_ram
     touch = k.touch
     map_: Callable[[list, int], int | None] = k.vm_map_ram if per_cpu else k.vmap  # type: ignore[assignment]
     unmap = k.vm_unmap_ram

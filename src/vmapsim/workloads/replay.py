@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, VmapError
-from ..mm.constants import GFP_KERNEL, PAGE_KERNEL, PAGE_SIZE, VM_ALLOC, VMALLOC_PAGES, VMAP_MAX_ALLOC
+from ..mm import designs
+from ..mm.constants import GFP_KERNEL, PAGE_KERNEL, PAGE_SIZE, VM_ALLOC, VMAP_MAX_ALLOC
 from ..mm.vmalloc import Kernel
 from . import vmallocinfo as vi
 from .trace import ALLOC, FLUSH, FREE, MAP_RAM, PURGE, UNMAP_ALIASES, UNMAP_RAM, VFREE, Op, Trace
@@ -145,7 +146,7 @@ def _bits_kernel(trace: Trace, after: vi.Snapshot | None) -> int | None:
     return size // PAGE_SIZE if size else None
 
 
-def make_kernel(trace: Trace, design: str = "rewrite", block_pages: int | str = "auto",
+def make_kernel(trace: Trace, design: str = "2.6.28", block_pages: int | str = "auto",
                 after: vi.Snapshot | None = None, **kw: Any) -> tuple[Kernel, int | None]:
     """A Kernel for replaying ``trace``: the trace's CPUs, plenty of memory, and on the
     rewrite design vmap blocks of ``block_pages`` ("auto": the trace's, else Linux 6.1's
@@ -153,12 +154,14 @@ def make_kernel(trace: Trace, design: str = "rewrite", block_pages: int | str = 
     kbits = _bits_kernel(trace, after)
     kw.setdefault("mem_pages", 1 << 22)  # page frames are created lazily: costs nothing
     cpus = trace.nr_cpus
-    if design == "rewrite" and block_pages != "model":
+    cls = designs.design_class(design)
+    if cls.has_vm_map_ram and block_pages != "model":
         want = (kbits or LINUX_61_BLOCK_PAGES) if block_pages == "auto" else int(block_pages)
-        n = vi.nr_cpus_config_for(VMALLOC_PAGES, want, cpus)
-        if n is None:
+        conf = cls.config_for(cpus, want)
+        if conf is None:
             raise ConfigError(f"block_pages must be a power of two in 128..1024, got {block_pages}")
-        kw.setdefault("nr_cpus_config", n)
+        for key, v in conf.items():
+            kw.setdefault(key, v)
     return Kernel(cpus=cpus, design=design, **kw), kbits
 
 
@@ -437,7 +440,7 @@ def _hints(trace: Trace, after: vi.Snapshot | None) -> dict[int, tuple[bool, vi.
     return out
 
 
-def replay_trace(trace: Trace, design: str = "rewrite", before: vi.Snapshot | None = None,
+def replay_trace(trace: Trace, design: str = "2.6.28", before: vi.Snapshot | None = None,
                  after: vi.Snapshot | None = None, block_pages: int | str = "auto",
                  follow_purges: bool = False, check: bool = True, **kernel_kw: Any) -> tuple[Kernel, ReplayResult]:
     """Replay ``trace`` on a fresh Kernel of ``design``; returns the kernel and the result."""

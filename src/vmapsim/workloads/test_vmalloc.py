@@ -44,7 +44,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import ConfigError, VmapError
 from ..hw.cost import CostModel, get_preset
@@ -168,7 +167,7 @@ def aligned_slots(k: Kernel, size: int, align: int) -> int:
 
 def has_vm_map_ram(k: Kernel) -> bool:
     """Whether the design has the per-CPU vm_map_ram interface (2.6.28 on)."""
-    return type(k).vm_map_ram is not Kernel.vm_map_ram
+    return k.has_vm_map_ram
 
 
 # --- the test cases (generators: yield after every kernel call; 0 = passed) -------------------
@@ -597,7 +596,7 @@ def default_mem_pages(params: StressParams, cpus: int) -> int:
 
 def run(
     params: StressParams | None = None,
-    design: str = "rewrite",
+    design: str = "2.6.28",
     cpus: int | None = None,
     cost: str | CostModel = "opteron-2008",
     seed: int = 0,
@@ -624,10 +623,9 @@ def run(
         # Deviation: the module's kthreads float over the CPUs; here each worker owns one.
         raise ConfigError(f"nr_threads {p.nr_threads} is more than the {cpus} simulated CPUs "
                           f"(one worker per CPU)")
-    extra: dict[str, Any] = {"nr_cpus_config": max(64, cpus)} if design == "rewrite" else {}
     k = Kernel(cpus=cpus, design=design, cost=model,
                mem_pages=mem_pages if mem_pages is not None else default_mem_pages(p, cpus),
-               vmalloc_size=vmalloc_size, **extra)
+               vmalloc_size=vmalloc_size)
     m = k.machine
     eng = Engine(k, seed)
     rng = eng.rng

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, VmapError
+from ..mm import designs
 from ..mm.constants import (
     GFP_KERNEL,
     PAGE_KERNEL,
@@ -39,7 +40,6 @@ from ..mm.constants import (
     VM_USERMAP,
     VM_VM_AREA,
     VM_VPAGES,
-    VMALLOC_PAGES,
     VMAP_MAX_ALLOC,
 )
 from ..mm.vmalloc import Kernel, vm_line, vm_struct
@@ -638,7 +638,7 @@ def _place_block(k: Kernel, a: Area, addr: int, rep: RebuildReport) -> bool:
     return ok
 
 
-def kernel_for(snap: Snapshot, design: str = "rewrite", cpus: int = 2, **kw: Any) -> Kernel:
+def kernel_for(snap: Snapshot, design: str = "2.6.28", cpus: int = 2, **kw: Any) -> Kernel:
     """A Kernel sized for ``snap``: its NUMA nodes, enough memory, and (rewrite design)
     vmap blocks of the snapshot's vm_map_ram size when it shows any."""
     nodes = 1 + max((n for a in snap.areas for n in a.nodes), default=0)
@@ -646,8 +646,8 @@ def kernel_for(snap: Snapshot, design: str = "rewrite", cpus: int = 2, **kw: Any
     kw.setdefault("nodes", nodes)
     kw.setdefault("mem_pages", max(262144, 2 * pages) // nodes * nodes)
     blocks = {a.size for a in snap.areas if a.kind == "vm_map_ram"}
-    if design == "rewrite" and len(blocks) == 1 and "nr_cpus_config" not in kw:
-        n = nr_cpus_config_for(VMALLOC_PAGES, blocks.pop() // PAGE_SIZE, cpus)
-        if n is not None:
-            kw["nr_cpus_config"] = n
+    if len(blocks) == 1:
+        conf = designs.design_class(design).config_for(cpus, blocks.pop() // PAGE_SIZE)
+        for key, v in (conf or {}).items():
+            kw.setdefault(key, v)
     return Kernel(cpus=cpus, design=design, **kw)

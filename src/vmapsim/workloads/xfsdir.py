@@ -146,7 +146,7 @@ def fit_other_ns(cpus: int = 64, ops: int = 200, seed: int = 0,
     """
     from ..sim.run import run
 
-    r = run("rewrite", cpus, pages=PAGES, ops=ops, seed=seed, workload=NAME, other_ns=0.0, cost=cost)
+    r = run("2.6.28", cpus, pages=PAGES, ops=ops, seed=seed, workload=NAME, other_ns=0.0, cost=cost)
     v = sum(ns for fn, ns in r.profile.items() if fn not in NOT_VMAP) / r.ops
     rest = sum(ns for fn, ns in r.profile.items() if fn in NOT_VMAP and fn != "default_idle") / r.ops
     x = v / SEED_AFTER_VMAP_SHARE - v - rest
