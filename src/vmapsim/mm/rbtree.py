@@ -8,36 +8,50 @@ links the new node with :func:`rb_link_node`, then :func:`rb_insert_color` rebal
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, Generic
 
-N = TypeVar("N", bound="RBNode")
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
+    # The node type a tree links; a bare ``RBNode`` / ``RBRoot`` means ``RBNode[Any]`` links.
+    N = TypeVar("N", bound="RBNode[Any]", default="RBNode[Any]")
+else:
+    from typing import TypeVar
+
+    # PEP 696 defaults need Python 3.13 at run time; they only matter to the type checker.
+    N = TypeVar("N", bound="RBNode")
 
 
-class RBNode:
-    """``struct rb_node``: parent, children and colour (``rb_red`` True = red)."""
+class RBNode(Generic[N]):
+    """``struct rb_node``: parent, children and colour (``rb_red`` True = red).
+
+    Generic in the type of the object that embeds the node, so that a subclass declared
+    as ``class vmap_area(RBNode["vmap_area"])`` gets links typed ``vmap_area | None``. The
+    parameter is an annotation only: no cost at run time, and ``RBNode()`` still works.
+    """
 
     __slots__ = ("rb_parent", "rb_left", "rb_right", "rb_red")
 
     def __init__(self) -> None:
-        self.rb_parent: RBNode | None = None
-        self.rb_left: RBNode | None = None
-        self.rb_right: RBNode | None = None
+        self.rb_parent: N | None = None
+        self.rb_left: N | None = None
+        self.rb_right: N | None = None
         self.rb_red = True
 
 
-class RBRoot:
+class RBRoot(Generic[N]):
     """``struct rb_root``; ``augment`` (optional) is the ``rb_augment_callbacks`` of an
     augmented tree: called on a node whose children changed, it recomputes the node's
     subtree data from its own and its children's (``lib/rbtree_augmented.h``)."""
 
     __slots__ = ("rb_node", "augment")
 
-    def __init__(self, augment: Callable[[RBNode], None] | None = None) -> None:
-        self.rb_node: RBNode | None = None
+    def __init__(self, augment: Callable[[N], None] | None = None) -> None:
+        self.rb_node: N | None = None
         self.augment = augment
 
 
-def rb_augment_path(node: RBNode | None, root: RBRoot) -> None:
+def rb_augment_path(node: N | None, root: RBRoot[N]) -> None:
     """Recompute the augmented data of ``node`` and of every ancestor (propagate)."""
     aug = root.augment
     if aug is None:
@@ -47,7 +61,7 @@ def rb_augment_path(node: RBNode | None, root: RBRoot) -> None:
         node = node.rb_parent
 
 
-def rb_link_node(node: RBNode, parent: RBNode | None, root: RBRoot, left: bool) -> None:
+def rb_link_node(node: N, parent: N | None, root: RBRoot[N], left: bool) -> None:
     """Link ``node`` as a red leaf under ``parent`` (``left`` child or right), or as root."""
     node.rb_parent = parent
     node.rb_left = node.rb_right = None
@@ -60,7 +74,7 @@ def rb_link_node(node: RBNode, parent: RBNode | None, root: RBRoot, left: bool) 
         parent.rb_right = node
 
 
-def _rotate_left(node: RBNode, root: RBRoot) -> None:
+def _rotate_left(node: N, root: RBRoot[N]) -> None:
     right = node.rb_right
     assert right is not None
     parent = node.rb_parent
@@ -82,7 +96,7 @@ def _rotate_left(node: RBNode, root: RBRoot) -> None:
         aug(right)
 
 
-def _rotate_right(node: RBNode, root: RBRoot) -> None:
+def _rotate_right(node: N, root: RBRoot[N]) -> None:
     left = node.rb_left
     assert left is not None
     parent = node.rb_parent
@@ -104,7 +118,7 @@ def _rotate_right(node: RBNode, root: RBRoot) -> None:
         aug(left)
 
 
-def rb_insert_color(node: RBNode, root: RBRoot) -> None:
+def rb_insert_color(node: N, root: RBRoot[N]) -> None:
     """Rebalance after :func:`rb_link_node` (``lib/rbtree.c: rb_insert_color``).
 
     In an augmented tree the new leaf's path is propagated first, so every rotation
@@ -151,7 +165,7 @@ def rb_insert_color(node: RBNode, root: RBRoot) -> None:
     root.rb_node.rb_red = False
 
 
-def _erase_color(node: RBNode | None, parent: RBNode | None, root: RBRoot) -> None:
+def _erase_color(node: N | None, parent: N | None, root: RBRoot[N]) -> None:
     while (node is None or not node.rb_red) and node is not root.rb_node:
         assert parent is not None
         if parent.rb_left is node:
@@ -218,7 +232,7 @@ def _erase_color(node: RBNode | None, parent: RBNode | None, root: RBRoot) -> No
         node.rb_red = False
 
 
-def _replace_child(parent: RBNode | None, old: RBNode, new: RBNode | None, root: RBRoot) -> None:
+def _replace_child(parent: N | None, old: N, new: N | None, root: RBRoot[N]) -> None:
     if parent is None:
         root.rb_node = new
     elif parent.rb_left is old:
@@ -227,7 +241,7 @@ def _replace_child(parent: RBNode | None, old: RBNode, new: RBNode | None, root:
         parent.rb_right = new
 
 
-def rb_erase(node: RBNode, root: RBRoot) -> None:
+def rb_erase(node: N, root: RBRoot[N]) -> None:
     """Unlink ``node`` from the tree and rebalance (``lib/rbtree.c: rb_erase``)."""
     if node.rb_left is None or node.rb_right is None:
         child = node.rb_left if node.rb_left is not None else node.rb_right
@@ -265,7 +279,7 @@ def rb_erase(node: RBNode, root: RBRoot) -> None:
         _erase_color(child, parent, root)
 
 
-def rb_first(root: RBRoot) -> RBNode | None:
+def rb_first(root: RBRoot[N]) -> N | None:
     n = root.rb_node
     if n is None:
         return None
@@ -274,7 +288,7 @@ def rb_first(root: RBRoot) -> RBNode | None:
     return n
 
 
-def rb_last(root: RBRoot) -> RBNode | None:
+def rb_last(root: RBRoot[N]) -> N | None:
     n = root.rb_node
     if n is None:
         return None
@@ -283,7 +297,7 @@ def rb_last(root: RBRoot) -> RBNode | None:
     return n
 
 
-def rb_next(node: RBNode) -> RBNode | None:
+def rb_next(node: RBNode[N]) -> N | None:
     if node.rb_right is not None:
         n = node.rb_right
         while n.rb_left is not None:
@@ -296,7 +310,7 @@ def rb_next(node: RBNode) -> RBNode | None:
     return parent
 
 
-def rb_prev(node: RBNode) -> RBNode | None:
+def rb_prev(node: RBNode[N]) -> N | None:
     if node.rb_left is not None:
         n = node.rb_left
         while n.rb_right is not None:
@@ -309,7 +323,7 @@ def rb_prev(node: RBNode) -> RBNode | None:
     return parent
 
 
-def rb_iter(root: RBRoot) -> Iterator[RBNode]:
+def rb_iter(root: RBRoot[N]) -> Iterator[N]:
     """In-order iteration (``for (n = rb_first(root); n; n = rb_next(n))``)."""
     n = rb_first(root)
     while n is not None:
@@ -317,7 +331,7 @@ def rb_iter(root: RBRoot) -> Iterator[RBNode]:
         n = rb_next(n)
 
 
-def rb_check(root: RBRoot, key: Callable[[RBNode], int]) -> int:
+def rb_check(root: RBRoot[N], key: Callable[[N], int]) -> int:
     """O(n) check of every red-black invariant and of strict key order; returns the count.
 
     Raises AssertionError naming the first broken invariant.
@@ -331,7 +345,7 @@ def rb_check(root: RBRoot, key: Callable[[RBNode], int]) -> int:
         raise AssertionError("rbtree: root is red")
     count = 0
 
-    def walk(n: RBNode | None, lo: int | None, hi: int | None) -> int:
+    def walk(n: N | None, lo: int | None, hi: int | None) -> int:
         nonlocal count
         if n is None:
             return 1
