@@ -7,6 +7,7 @@ the 2008 rewrite has (vm_map_ram blocks, lazy freeing, the allocator gap).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,8 @@ from vmapsim import (
     vm_area_struct,
     vm_struct,
 )
+from vmapsim.hw.locks import RWLock
+from vmapsim.hw.machine import CPU
 
 P = PAGE_SIZE
 INFO_LINE = re.compile(
@@ -219,6 +222,32 @@ def test_vmalloc_area__(kernel: Kernel) -> None:
         k.vmalloc_area__(addr, GFP_KERNEL, PAGE_KERNEL)  # type: ignore[arg-type]
 
 
+def fill_area(k: Kernel, area: vm_struct) -> int | None:
+    return k.vmalloc_area__(area, GFP_KERNEL, PAGE_KERNEL)
+
+
+@pytest.mark.parametrize("design", ["2.6.27", "2.6.28"])
+def test_vmalloc_area__records_its_own_caller(design: str) -> None:
+    # __vmalloc_area() passes __builtin_return_address(0) and __vmalloc_area_node() sets
+    # area->caller to it (2.6.27, 2.6.28): the area now names fill_area, not get_vm_area's site
+    k = Kernel(cpus=2, mem_pages=4096, design=design)
+    area = k.get_vm_area(3 * P, VM_ALLOC)
+    assert area is not None
+    assert area.caller.startswith("test_vmalloc_area__records_its_own_caller+")
+    addr = fill_area(k, area)
+    assert addr == area.addr and area.caller.startswith("fill_area+")
+    assert line_for(k, addr)["caller"] == area.caller
+    # the vmalloc()ed page array of a > 512-page area is made for the same caller
+    big = k.get_vm_area(600 * P, VM_ALLOC)
+    assert big is not None
+    b = fill_area(k, big)
+    assert b is not None and big.flags & VM_VPAGES
+    callers = [m["caller"] for m in info_lines(k)]
+    assert len(callers) == 3 and all(c == area.caller for c in callers)
+    k.vfree(addr)
+    k.vfree(b)
+    k.check()
+
 def test_vpages_for_more_than_512_pages(kernel: Kernel) -> None:
     k = kernel
     free0 = k.nr_free_pages()
@@ -324,6 +353,57 @@ def test_remap_vmalloc_range_einval(kernel: Kernel) -> None:
     k.check()
 
 
+def rwlock_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Record every (rwlock name, "read_lock"/"write_lock") taken from now on."""
+    calls: list[tuple[str, str]] = []
+    for op in ("read_lock", "write_lock"):
+        orig = getattr(RWLock, op)
+
+        def spy(self: RWLock, cpu: CPU, _orig: Any = orig, _op: str = op) -> None:
+            calls.append((self.name, _op))
+            _orig(self, cpu)
+        monkeypatch.setattr(RWLock, op, spy)
+    return calls
+
+
+@pytest.mark.parametrize("design, usermap", [
+    ("2.6.27", [("vmlist_lock", "write_lock")]),  # write_lock + __find_vm_area
+    ("2.6.28", []),  # find_vm_area(): the vmap_area tree, no vmlist_lock
+])
+def test_vmalloc_user_vm_usermap_locking(design: str, usermap: list,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    k = Kernel(cpus=2, mem_pages=4096, design=design)
+    calls = rwlock_calls(monkeypatch)
+    assert k.vmalloc(2 * P) is not None
+    plain = list(calls)
+    assert plain == [("vmlist_lock", "write_lock")]  # linking the area into vmlist
+    for fn in (k.vmalloc_user, k.vmalloc_32_user):
+        calls.clear()
+        u = fn(2 * P)
+        assert u is not None and calls == plain + usermap
+        assert area_of(k, u).flags & VM_USERMAP
+    k.check()
+
+
+@pytest.mark.parametrize("design, taken", [
+    ("2.6.27", [("vmlist_lock", "read_lock")]),  # around __find_vm_area and the checks
+    ("2.6.28", []),  # find_vm_area() only
+])
+def test_remap_vmalloc_range_locking(design: str, taken: list,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    k = Kernel(cpus=2, mem_pages=4096, design=design)
+    u = k.vmalloc_user(2 * P)
+    assert u is not None
+    vma = vm_area_struct(0x10000, 0x10000 + 2 * P)
+    calls = rwlock_calls(monkeypatch)
+    assert k.remap_vmalloc_range(vma, u, 0) == 0
+    assert calls == taken
+    calls.clear()
+    assert k.remap_vmalloc_range(vma, u + P, 0) == -22
+    assert calls == taken
+    vma.zap()
+    k.check()
+
 def test_vmalloc_sync_all_changes_no_mapping(kernel: Kernel) -> None:
     k = kernel
     a = k.vmalloc(P)
@@ -427,9 +507,13 @@ def test_map_vm_area_and_unmap_kernel_range(kernel: Kernel) -> None:
         with k.on_cpu(c):
             k.touch(area.addr, 3)
     assert k.read(area.addr, 6) == b"mapped"
-    # mapping again over present PTEs: the kernel WARNs and fails with -EBUSY
-    assert k.map_vm_area(area, PAGE_KERNEL, pages) == -16
-    assert any("pte already present" in w for w in k.warnings)
+    # mapping again over present PTEs: the kernel WARNs, then fails with -EBUSY (2.6.28
+    # on) or overwrites every PTE (2.6.27; the same pages here, so nothing goes stale)
+    nwarn = len(k.warnings)
+    assert k.map_vm_area(area, PAGE_KERNEL, pages) == (0 if k.vmap_pte_overwrite else -16)
+    assert len(k.warnings) == nwarn + (3 if k.vmap_pte_overwrite else 1)
+    assert "pte already present" in k.warnings[-1]
+    k.check()
     flushes, ipis = k.stats["tlb_flushes"], k.stats["ipis"]
     k.unmap_kernel_range(area.addr, 3 * P)
     assert k.stats["tlb_flushes"] == flushes + 1  # immediately, not lazily
@@ -444,6 +528,27 @@ def test_map_vm_area_and_unmap_kernel_range(kernel: Kernel) -> None:
     assert k.read(area.addr + 2 * P, 6) == b"mapped"
     k.check()
 
+
+def test_vmap_pte_range_refuses_a_present_pte_with_ebusy(rk: Kernel) -> None:
+    # 2.6.28's vmap_pte_range(): if (WARN_ON(!pte_none(*pte))) return -EBUSY;
+    k = rk
+    assert not k.vmap_pte_overwrite
+    old, new = take_pages(k, 3), take_pages(k, 3)
+    area = k.get_vm_area(3 * P, VM_MAP)
+    assert area is not None
+    assert k.map_vm_area(area, PAGE_KERNEL, old) == 0
+    with k.on_cpu(1):
+        k.touch(area.addr, 3)
+    writes, nwarn = k.stats["pte_writes"], len(k.warnings)
+    assert k.map_vm_area(area, PAGE_KERNEL_EXEC, new) == -16
+    assert k.warnings[nwarn:] == [
+        f"WARNING: at mm/vmalloc.c vmap_pte_range(): pte already present at {area.addr:#x}"]
+    assert k.stats["pte_writes"] == writes  # stopped at the first PTE
+    assert [k.vmalloc_to_page(area.addr + i * P) for i in range(3)] == old
+    assert not k.machine.pte_prot
+    with k.on_cpu(1):
+        k.touch(area.addr, 3)  # the old translations are still the live ones
+    k.check()
 
 def test_alloc_vm_area_free_vm_area(kernel: Kernel) -> None:
     k = kernel

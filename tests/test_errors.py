@@ -6,6 +6,8 @@ import pytest
 
 from conftest import take_pages
 from vmapsim import (
+    GFP_HIGHMEM__,
+    GFP_KERNEL,
     PAGE_SIZE,
     VM_ALLOC,
     VM_IOREMAP,
@@ -17,6 +19,7 @@ from vmapsim import (
     PageFault,
     VmapError,
 )
+from vmapsim.hw.machine import pr_ptr
 from vmapsim.mm import designs
 
 P = PAGE_SIZE
@@ -38,8 +41,8 @@ def test_free_of_unknown_address(kernel: Kernel, who: str) -> None:
         with pytest.raises(BadAddressError) as ei:
             getattr(k, who)(bad)
         assert not isinstance(ei.value, DoubleFreeError)
-        # 2.6.28's shared __vunmap() says vfree() for both
-        assert str(ei.value) == f"Trying to vfree() nonexistent vm area ({bad:#x})"
+        # 2.6.28's shared __vunmap() says vfree() for both; %p: 16 hex digits, no 0x
+        assert str(ei.value) == f"Trying to vfree() nonexistent vm area ({bad:016x})"
         assert k.warnings[-1] == str(ei.value)
     assert snapshot(k) == before
     k.check()
@@ -51,9 +54,9 @@ def test_free_of_unaligned_address(kernel: Kernel, who: str) -> None:
     a = k.vmalloc(2 * P)
     assert a is not None
     before = snapshot(k)
-    with pytest.raises(BadAddressError, match=r"Trying to vfree\(\) bad address \(0x"):
+    with pytest.raises(BadAddressError, match=r"Trying to vfree\(\) bad address \([0-9a-f]{16}\)$"):
         getattr(k, who)(a + 8)
-    assert k.warnings[-1] == f"Trying to vfree() bad address ({a + 8:#x})"
+    assert k.warnings[-1] == f"Trying to vfree() bad address ({a + 8:016x})"
     assert snapshot(k) == before
     k.check()
 
@@ -64,7 +67,7 @@ def test_double_vfree(kernel: Kernel) -> None:
     assert a is not None
     k.vfree(a)
     before = snapshot(k)
-    with pytest.raises(DoubleFreeError, match=f"Trying to vfree\\(\\) nonexistent vm area \\({a:#x}\\)"):
+    with pytest.raises(DoubleFreeError, match=f"Trying to vfree\\(\\) nonexistent vm area \\({a:016x}\\)"):
         k.vfree(a)
     assert snapshot(k) == before
     k.check()
@@ -170,6 +173,66 @@ def test_vmalloc_page_shortage_gives_pages_back(kernel: Kernel) -> None:
     assert k.vmalloc(30 * P) is not None
     k.check()
 
+
+#: the 2.6 designs' vmalloc-space failure printks (2.6.27 __get_vm_area_node, 2.6.28 alloc_vmap_area)
+SPACE_FAILED = {
+    "2.6.27": "allocation failed: out of vmalloc space - use vmalloc=<size> to increase size.",
+    "2.6.28": "vmap allocation failed: use vmalloc=<size> to increase size.",
+}
+
+
+@pytest.mark.parametrize("design", sorted(SPACE_FAILED))
+def test_space_failure_messages_are_rate_limited(design: str) -> None:
+    # both kernels print it only `if (printk_ratelimit())`: 10 per 5 s window (5 * HZ)
+    k = Kernel(cpus=2, mem_pages=256, design=design, vmalloc_size=16 * P)
+    msg = SPACE_FAILED[design]
+    m = k.machine
+    cpu = k.this_cpu
+    for _ in range(11):
+        assert k.vmalloc(20 * P) is None
+    begin = m.ratelimit_begin
+    assert begin is not None and cpu.clock - begin < 1e6  # 11 failures in well under 5 s
+    assert k.warnings == [msg] * 10  # the 11th printed nothing
+    assert m.printk_suppressed == 1
+    with k.on_cpu(1):  # one printk_ratelimit_state for every CPU
+        assert k.vmalloc(20 * P) is None
+    cpu.clock = begin + 4.9e9  # still inside the window
+    assert k.vmalloc(20 * P) is None
+    assert len(k.warnings) == 10 and m.printk_suppressed == 3
+    cpu.clock = begin + 5e9 + 1  # past it: the count of dropped ones, then the message
+    assert k.vmalloc(20 * P) is None
+    assert k.warnings[10:] == ["__ratelimit: 3 callbacks suppressed", msg]
+    for _ in range(9):  # a new window: 10 in all print again
+        assert k.vmalloc(20 * P) is None
+    assert k.warnings[11:] == [msg] * 10 and m.printk_suppressed == 3
+    assert k.vmalloc(20 * P) is None
+    assert len(k.warnings) == 21 and m.printk_suppressed == 4
+    k.check()
+
+
+@pytest.mark.parametrize("design", sorted(SPACE_FAILED))
+def test_page_allocation_failures_share_the_rate_limit(design: str) -> None:
+    # __alloc_pages_internal() prints under printk_ratelimit() too (2.6.27, 2.6.28)
+    k = Kernel(cpus=1, mem_pages=64, design=design)
+    held = take_pages(k, 40)
+    for _ in range(12):
+        assert k.vmalloc(30 * P) is None
+    mode = GFP_KERNEL | GFP_HIGHMEM__  # vmalloc()'s
+    assert k.warnings == [f"vmapsim: page allocation failure. order:0, mode:{mode:#x}"] * 10
+    assert k.machine.printk_suppressed == 2
+    for p in held:
+        k.free_page(p)
+    k.check()
+
+
+def test_pr_ptr_prints_as_percent_p() -> None:
+    # 2.6.28 lib/vsprintf.c pointer(): width 2 * sizeof(void *), zero padded, lower case
+    assert pr_ptr(0xFFFFC20000001000) == "ffffc20000001000"
+    assert pr_ptr(0x1000) == "0000000000001000"
+    k = Kernel(cpus=1, design="2.6.28")
+    a = k.vmalloc(P)
+    assert a is not None
+    assert k.vmallocinfo().startswith(f"0x{a:016x}-")  # vmallocinfo's "0x%p" keeps its 0x
 
 def test_vpages_failure_gives_the_page_array_back(kernel: Kernel) -> None:
     k = Kernel(cpus=1, mem_pages=600, design=kernel.design)
@@ -283,7 +346,8 @@ def test_free_page_misuse(kernel: Kernel) -> None:
 
 def test_access_errors(kernel: Kernel) -> None:
     k = kernel
-    with pytest.raises(PageFault, match="unable to handle kernel paging request"):
+    # x86 show_fault_oops() prints the address with %p
+    with pytest.raises(PageFault, match=f"unable to handle kernel paging request at {k.VMALLOC_START:016x}$"):
         k.read(k.VMALLOC_START, 1)
     with pytest.raises(PageFault):
         k.write(k.VMALLOC_START + 5 * P, b"x")

@@ -202,6 +202,33 @@ def test_check_catches_a_mapped_guard_page() -> None:
         k.check()
 
 
+def test_vmap_pte_range_warns_and_overwrites_a_present_pte() -> None:
+    # 2.6.27's vmap_pte_range(): WARN_ON(!pte_none(*pte)), then set_pte_at() all the same
+    # and no error (the -EBUSY return came with 2.6.28)
+    k = lk(cpus=2)
+    old, new = take(k, 3), take(k, 3)
+    area = k.get_vm_area(3 * PAGE_SIZE, vmapsim.VM_MAP)
+    assert area is not None
+    assert k.map_vm_area(area, vmapsim.PAGE_KERNEL_EXEC, old) == 0
+    with k.on_cpu(1):
+        k.touch(area.addr, 3)  # CPU 1 caches the old translations
+    nwarn = len(k.warnings)
+    assert k.map_vm_area(area, vmapsim.PAGE_KERNEL, new) == 0
+    assert k.warnings[nwarn:] == [
+        f"WARNING: at mm/vmalloc.c vmap_pte_range(): pte already present at {area.addr + i * PAGE_SIZE:#x}"
+        for i in range(3)]
+    vpn = area.addr >> PAGE_SHIFT
+    assert [k.vmalloc_to_page(area.addr + i * PAGE_SIZE) for i in range(3)] == new
+    assert all(vpn + i not in k.machine.pte_prot for i in range(3))  # PAGE_KERNEL now
+    k.touch(area.addr, 3)  # CPU 0 never cached them: it sees the new pages
+    # nothing flushed CPU 1's TLB: the oracle catches the stale translations 2.6.27 left
+    with k.on_cpu(1), pytest.raises(vmapsim.StaleTranslationError):
+        k.read(area.addr, 1)
+    with pytest.raises(InvariantError, match="stale translation"):
+        k.check()
+    k.unmap_kernel_range(area.addr, 3 * PAGE_SIZE)  # flushes every TLB
+    k.check()
+
 def test_random_runs_keep_every_invariant() -> None:
     rng = random.Random(7)
     k = lk(cpus=4, vmalloc_size=256 * PAGE_SIZE)

@@ -78,7 +78,7 @@ def test_translate_fills_tlb_and_counts_misses() -> None:
     m.clear_ptes(cpu, "f", BASE, BASE + PAGE_SIZE)
     assert m.translate(cpu, BASE) == (ps[0], True)
     # another CPU misses and faults
-    with pytest.raises(PageFault, match=f"{BASE:#x}"):
+    with pytest.raises(PageFault, match=f"paging request at {BASE:016x}$"):  # %p
         m.translate(m.cpus[1], BASE)
     assert m.tlb_misses == 2
 
@@ -92,7 +92,7 @@ def test_access_pages_fill_miss_and_fault() -> None:
     assert m.tlb_misses == 3 and set(cpu.tlb) == {(BASE >> PAGE_SHIFT) + i for i in range(3)}
     assert m.access_pages(cpu, BASE, 3) == ps
     assert m.tlb_misses == 3
-    with pytest.raises(PageFault, match=f"{BASE + 3 * PAGE_SIZE:#x}"):
+    with pytest.raises(PageFault, match=f"paging request at {BASE + 3 * PAGE_SIZE:016x}$"):
         m.access_pages(cpu, BASE, 4)
 
 

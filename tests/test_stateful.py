@@ -137,10 +137,14 @@ class VmapMachine(RuleBasedStateMachine):
         """Whether the kernel may legitimately refuse an allocation of npages."""
         return self.small or self.kern.nr_free_pages() < npages + 64
 
-    def refused(self, before_free: int, before_warn: int) -> None:
+    def log_mark(self) -> int:
+        """Messages logged plus those printk_ratelimit() dropped: each failure adds one."""
+        return len(self.kern.warnings) + self.kern.machine.printk_suppressed
+
+    def refused(self, before_free: int, before_mark: int) -> None:
         k = self.kern
         assert k.nr_free_pages() == before_free, "a failed allocation must give its pages back"
-        assert len(k.warnings) > before_warn, "a failed allocation must log the kernel's message"
+        assert self.log_mark() > before_mark, "a failed allocation must log the kernel's message"
 
     # -- rules: CPUs ------------------------------------------------------------------------
     @precondition(booted)
@@ -162,7 +166,7 @@ class VmapMachine(RuleBasedStateMachine):
     def vmalloc(self, kind: str, npages: int, extra: int) -> Alloc:
         k = self.kern
         size = (npages - 1) * P + extra + 1
-        free, nwarn = k.nr_free_pages(), len(k.warnings)
+        free, nwarn = k.nr_free_pages(), self.log_mark()
         if kind == "vmalloc_node":
             addr = k.vmalloc_node(size, k.machine.mem.nodes - 1)
         elif kind == "vmalloc__":
@@ -262,7 +266,7 @@ class VmapMachine(RuleBasedStateMachine):
         k = self.kern
         pages = self.pick_pages(count, rot)
         assert pages is not None
-        free, nwarn = k.nr_free_pages(), len(k.warnings)
+        free, nwarn = k.nr_free_pages(), self.log_mark()
         addr = k.vmap(pages, count, VM_MAP, PAGE_KERNEL_EXEC if exec_ else PAGE_KERNEL)
         if addr is None:
             assert self.small, "vmap failed with a 32 TiB vmalloc space"

@@ -16,7 +16,7 @@ class BadAddressError(VmapError):
     """vfree()/vunmap()/vm_unmap_ram() of an address the layer never handed out.
 
     The message is the kernel's WARN/BUG text, e.g.
-    ``Trying to vfree() nonexistent vm area (0xffffc20000001000)``.
+    ``Trying to vfree() nonexistent vm area (ffffc20000001000)``.
     """
 
 

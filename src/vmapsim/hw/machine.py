@@ -25,6 +25,12 @@ from .physmem import PAGE_SHIFT, PAGE_SIZE, Page, PhysMem
 PAGE_MASK = ~(PAGE_SIZE - 1)
 
 
+def pr_ptr(addr: int) -> str:
+    """``addr`` as printk's ``%p`` prints it: 2 * sizeof(void *) = 16 zero-padded lowercase
+    hex digits, no ``0x`` (2.6.28 lib/vsprintf.c pointer(), x86_64; unhashed, as 2.6 was)."""
+    return f"{addr:016x}"
+
+
 class CPU:
     """One CPU: its clock (ns), its TLB, its profile, whether it is idle (halted)."""
 
@@ -91,6 +97,13 @@ class Machine:
         self.timed = False
         self.nr_idle = cpus
         self.warnings: list[str] = []
+        #: printk_ratelimit_state: window start (ns; None: not started, the kernel's
+        #: begin == 0), messages printed and missed in the window (see printk_ratelimit)
+        self.ratelimit_begin: float | None = None
+        self.ratelimit_printed = 0
+        self.ratelimit_missed = 0
+        #: messages printk_ratelimit() has dropped since boot (the model's count)
+        self.printk_suppressed = 0
         # counters
         self.ipis = 0
         self.tlb_flushes = 0  # global flushes (flush_tlb_all / kernel range)
@@ -113,6 +126,37 @@ class Machine:
         """A kernel WARN/printk: kept in ``warnings`` (the model's dmesg)."""
         self.warnings.append(msg)
 
+    #: DEFINE_RATELIMIT_STATE(printk_ratelimit_state, 5 * HZ, 10) (kernel/printk.c)
+    RATELIMIT_INTERVAL_NS = 5_000_000_000
+    RATELIMIT_BURST = 10
+
+    def printk_ratelimit(self, cpu: CPU) -> bool:
+        """printk_ratelimit(): whether a rate-limited message may be printed now.
+
+        The rule of __ratelimit() (lib/ratelimit.c, the same in 2.6.27 and 2.6.28) on
+        printk_ratelimit_state (kernel/printk.c), one state for every caller: a call
+        with no window open starts one at its time; the first call later than 5 s after
+        the start prints "__ratelimit: N callbacks suppressed" if N > 0 were dropped and
+        closes the window (the next call opens a new one); at most 10 calls per window
+        return True, the rest False and count as missed. Time is ``cpu``'s simulated
+        clock in ns (deviation: the kernel counts jiffies, 1/HZ s).
+        """
+        now = cpu.clock
+        if self.ratelimit_begin is None:
+            self.ratelimit_begin = now
+        if now > self.ratelimit_begin + self.RATELIMIT_INTERVAL_NS:
+            if self.ratelimit_missed:
+                self.warn(f"__ratelimit: {self.ratelimit_missed} callbacks suppressed")
+            self.ratelimit_begin = None
+            self.ratelimit_printed = 0
+            self.ratelimit_missed = 0
+        if self.ratelimit_printed < self.RATELIMIT_BURST:
+            self.ratelimit_printed += 1
+            return True
+        self.ratelimit_missed += 1
+        self.printk_suppressed += 1
+        return False
+
     def set_idle(self, cpu: CPU, idle: bool) -> None:
         if cpu.idle != idle:
             cpu.idle = idle
@@ -125,8 +169,10 @@ class Machine:
 
     # -- page table --------------------------------------------------------------------
     def set_ptes(self, cpu: CPU, fn: str, addr: int, pages: Sequence[Page], prot: int,
-                 default_prot: int) -> int:
-        """vmap_pte_range: map ``pages`` at ``addr``; 0, or -EBUSY after a WARN."""
+                 default_prot: int, overwrite: bool = False) -> int:
+        """vmap_pte_range: map ``pages`` at ``addr``; 0, or -EBUSY after a WARN on a
+        present PTE (2.6.28). ``overwrite``: WARN on each present PTE and overwrite it,
+        returning 0 (2.6.27's WARN_ON(!pte_none(*pte)) without a return)."""
         pte = self.pte
         vpn = addr >> PAGE_SHIFT
         count = len(pages)
@@ -150,11 +196,14 @@ class Machine:
             for page in pages:
                 if vpn in pte:
                     self.warn(f"WARNING: at mm/vmalloc.c vmap_pte_range(): pte already present at {vpn << PAGE_SHIFT:#x}")
-                    err = -16  # -EBUSY
-                    break
+                    if not overwrite:
+                        err = -16  # -EBUSY
+                        break
                 pte[vpn] = page
                 if prot != default_prot:
                     self.pte_prot[vpn] = prot
+                elif overwrite:
+                    self.pte_prot.pop(vpn, None)  # the overwritten PTE's protection goes too
                 vpn += 1
                 n += 1
         self.pte_writes += n
@@ -247,7 +296,8 @@ class Machine:
         cpu.tlb_misses += 1
         self.charge(cpu, fn, self.cost.tlb_miss)
         if page is None:
-            raise PageFault(f"BUG: unable to handle kernel paging request at {addr:#x}")
+            # 2.6.28 arch/x86/mm/fault.c show_fault_oops(): " at %p"
+            raise PageFault(f"BUG: unable to handle kernel paging request at {pr_ptr(addr)}")
         tlb[vpn] = page
         if self.tlb_size is not None and len(tlb) > self.tlb_size:
             del tlb[next(iter(tlb))]  # FIFO eviction of the oldest fill
@@ -348,7 +398,7 @@ class Machine:
                 while len(tlb) > self.tlb_size:
                     del tlb[next(iter(tlb))]  # FIFO eviction of the oldest fill
         if fault is not None:
-            raise PageFault(f"BUG: unable to handle kernel paging request at {fault << PAGE_SHIFT:#x}")
+            raise PageFault(f"BUG: unable to handle kernel paging request at {pr_ptr(fault << PAGE_SHIFT)}")
         return out
 
     # -- memory contents -------------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
-from .constants import PAGE_SHIFT, PAGE_SIZE
+from .constants import PAGE_SHIFT, PAGE_SIZE, VM_USERMAP
 from .designs import DesignInfo
 from .holes import first_end_over, hole_augment, index_erase, index_insert, next_with_hole, rank
 from .rbtree import RBNode, RBRoot
@@ -85,6 +85,8 @@ class Legacy(VmlistKernel, design=INFO):
 
     #: Nothing is ever freed lazily in 2.6.27 (kept so both designs share the API).
     vmap_lazy_nr = 0
+    #: 2.6.27's vmap_pte_range() WARNs on a present PTE and overwrites it (no -EBUSY)
+    vmap_pte_overwrite = True
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -125,7 +127,8 @@ class Legacy(VmlistKernel, design=INFO):
         if not ok:
             lock.write_unlock(cpu)
             m.charge(cpu, "kfree", self.cost.kmalloc)
-            m.warn(ALLOC_FAILED_MSG)
+            if m.printk_ratelimit(cpu):  # 2.6.27 rate-limits it as 2.6.28 does
+                m.warn(ALLOC_FAILED_MSG)
             return None
         area = vm_struct(addr, size, flags, caller)
         self.vmlist_link(area)  # the walk above found the place: not charged twice
@@ -216,10 +219,27 @@ class Legacy(VmlistKernel, design=INFO):
         cpu = self._cpu
         lock = self.vmlist_lock
         lock.read_lock(cpu)
-        i = self._index_of(addr)
-        self.machine.mem_access(cpu, "__find_vm_area", i + 1 if i >= 0 else len(self._vmlist))
+        area = self.find_vm_area__(addr)
         lock.read_unlock(cpu)
+        return area
+
+    def find_vm_area__(self, addr: int) -> vm_struct | None:
+        """__find_vm_area(): the vmlist walk; the caller holds vmlist_lock."""
+        i = self._index_of(addr)
+        self.machine.mem_access(self._cpu, "__find_vm_area", i + 1 if i >= 0 else len(self._vmlist))
         return self._vmlist[i] if i >= 0 else None
+
+    def _usermap(self, addr: int | None) -> int | None:
+        """vmalloc_user()/vmalloc_32_user()'s VM_USERMAP: 2.6.27 sets it under
+        write_lock(&vmlist_lock) around __find_vm_area (2.6.28: find_vm_area, no vmlist_lock)."""
+        if addr is not None:
+            cpu = self._cpu
+            self.vmlist_lock.write_lock(cpu)
+            area = self.find_vm_area__(addr)
+            assert area is not None
+            area.flags |= VM_USERMAP
+            self.vmlist_lock.write_unlock(cpu)
+        return addr
 
     def remove_vm_area(self, addr: int) -> vm_struct | None:
         """remove_vm_area(): walk, unmap, GLOBAL FLUSH, unlink, all under the write lock."""

@@ -330,7 +330,8 @@ class Rewrite(VmlistKernel, design=INFO):
                     self.purge_vmap_area_lazy()
                     purged = True
                     continue
-                m.warn("vmap allocation failed: use vmalloc=<size> to increase size.")
+                if m.printk_ratelimit(cpu):
+                    m.warn("vmap allocation failed: use vmalloc=<size> to increase size.")
                 m.charge(cpu, "kfree", self.cost.kmalloc)
                 return None
             self._seq += 1

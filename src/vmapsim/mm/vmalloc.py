@@ -40,7 +40,7 @@ from ..errors import (
     UseAfterFreeError,
 )
 from ..hw.cost import CostModel, get_preset
-from ..hw.machine import CPU, Machine
+from ..hw.machine import CPU, Machine, pr_ptr
 from ..hw.physmem import Page
 from . import designs
 from .constants import (
@@ -237,6 +237,9 @@ class Kernel:
     vmallocinfo_style: ClassVar[str] = "2.6"
     #: pages lazily freed and not yet purged (designs with lazy freeing keep it)
     vmap_lazy_nr: int = 0
+    #: vmap_pte_range() on a present PTE: False, WARN and fail with -EBUSY (2.6.28 on);
+    #: True, WARN and overwrite it (2.6.27)
+    vmap_pte_overwrite: ClassVar[bool] = False
 
     def __init_subclass__(cls, design: DesignInfo | None = None, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -415,8 +418,10 @@ class Kernel:
         m.charge(cpu, "__alloc_pages_internal", self.cost.page_alloc)
         if page is None:
             # 2.6.28's page-allocator printk, so a vmalloc() that runs out of pages leaves a
-            # trace in k.warnings; the model has no tasks, so comm is "vmapsim".
-            m.warn(f"vmapsim: page allocation failure. order:0, mode:{gfp_mask:#x}")
+            # trace in k.warnings; the model has no tasks, so comm is "vmapsim". Under
+            # printk_ratelimit() as 2.6.27/2.6.28's __alloc_pages_internal() (no __GFP_NOWARN here).
+            if m.printk_ratelimit(cpu):
+                m.warn(f"vmapsim: page allocation failure. order:0, mode:{gfp_mask:#x}")
         elif gfp_mask & GFP_ZERO__:
             page.data = None
         return page
@@ -633,8 +638,10 @@ class Kernel:
             raise InvalidArgumentError(f"{who}: the vm_struct at {area.addr:#x} is not a live area")
 
     def vmap_page_range_(self, addr: int, pages: Sequence[Page], prot: int) -> int:
-        """vmap_page_range(): set the PTEs and record the intended translations."""
-        err = self.machine.set_ptes(self._cpu, "vmap_page_range", addr, pages, prot, PAGE_KERNEL)
+        """vmap_page_range(): set the PTEs and record the intended translations (a
+        present PTE: -EBUSY, or overwritten by a design with ``vmap_pte_overwrite``)."""
+        err = self.machine.set_ptes(self._cpu, "vmap_page_range", addr, pages, prot, PAGE_KERNEL,
+                                    self.vmap_pte_overwrite)
         if err:
             self._record_partial_map(addr, pages)
         else:
@@ -692,13 +699,13 @@ class Kernel:
             return
         _check_addr(who, addr)
         if addr & (PAGE_SIZE - 1):
-            msg = f"Trying to {who}() bad address ({addr:#x})"
+            msg = f"Trying to {who}() bad address ({pr_ptr(addr)})"
             self.machine.warn(msg)
             # Deviation: the kernel WARNs and returns; the model raises so misuse is seen.
             raise BadAddressError(msg)
         area = self.remove_vm_area(addr)
         if area is None:
-            msg = f"Trying to {who}() nonexistent vm area ({addr:#x})"
+            msg = f"Trying to {who}() nonexistent vm area ({pr_ptr(addr)})"
             self.machine.warn(msg)
             raise (DoubleFreeError if self._was_freed(addr) else BadAddressError)(msg)
         if deallocate_pages and area.pages is not None:
@@ -780,6 +787,7 @@ class Kernel:
         else:
             self.machine.charge(self._cpu, "__kmalloc", self.cost.kmalloc)
         area.pages = pages
+        area.caller = caller  # 2.6.27 and 2.6.28 both set area->caller here
         for i in range(nr_pages):
             page = self._alloc_page(node, gfp_mask)
             if page is None:
@@ -794,13 +802,15 @@ class Kernel:
         return area.addr
 
     def vmalloc_area__(self, area: vm_struct, gfp_mask: int, prot: int) -> int | None:
-        """__vmalloc_area(area, gfp_mask, prot)."""
+        """__vmalloc_area(area, gfp_mask, prot): the area's caller becomes this call's
+        caller (2.6.28 passes __builtin_return_address(0), as 2.6.27 did)."""
+        caller = _caller_symbol(1)
         self._check_live_area("__vmalloc_area", area)
         if area.pages is not None:
             raise InvalidArgumentError(f"__vmalloc_area: the area at {area.addr:#x} has its pages already")
         _check_int("__vmalloc_area", "gfp_mask", gfp_mask)
         _check_int("__vmalloc_area", "prot", prot)
-        return self.vmalloc_area_node__(area, gfp_mask, prot, -1, area.caller)
+        return self.vmalloc_area_node__(area, gfp_mask, prot, -1, caller)
 
     def vmalloc_node__(self, size: int, gfp_mask: int, prot: int, node: int,
                        caller: str) -> int | None:
@@ -843,6 +853,7 @@ class Kernel:
         return self.vmalloc_node__(size, GFP_VMALLOC32, PAGE_KERNEL, -1, _caller_symbol(0))
 
     def _usermap(self, addr: int | None) -> int | None:
+        """Set VM_USERMAP on a vmalloc_user()/vmalloc_32_user() area (2.6.28: find_vm_area)."""
         if addr is not None:
             area = self.find_vm_area(addr)
             assert area is not None
@@ -871,6 +882,8 @@ class Kernel:
         _check_size("remap_vmalloc_range: pgoff", pgoff)
         if addr & (PAGE_SIZE - 1):
             return -EINVAL
+        # 2.6.28: find_vm_area(), no vmlist_lock; 2.6.27 read-locked vmlist_lock around
+        # __find_vm_area() and the checks, which the legacy design's find_vm_area() takes
         area = self.find_vm_area(addr)
         usize = vma.vm_end - vma.vm_start
         ok = (area is not None and area.flags & VM_USERMAP
