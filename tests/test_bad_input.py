@@ -110,6 +110,6 @@ def test_check_reports_corrupted_state_as_an_invariant_error(kernel: Kernel) -> 
     k = kernel
     a = k.vmalloc(P)
     assert a is not None
-    k._vmlist[0].pages = ["not a page"]  # type: ignore[list-item]
+    next(iter(k.vm_areas())).pages = ["not a page"]  # type: ignore[list-item]
     with pytest.raises(vmapsim.InvariantError):
         k.check()

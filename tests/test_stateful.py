@@ -83,12 +83,14 @@ class VmapMachine(RuleBasedStateMachine):
     @rule(nodes=st.sampled_from([1, 2]), small_space=st.booleans(),
           tlb=st.sampled_from([None, 8]), flaw=st.booleans())
     def boot(self, nodes: int, small_space: bool, tlb: int | None, flaw: bool) -> None:
-        kw = {"vm_unmap_aliases_2628": flaw} if self.design == "2.6.28" else {}
+        # the vm_unmap_aliases() gap of full blocks: a switch on 2.6.28, the default on 6.1
+        kw: dict[str, bool] = {"2.6.28": {"vm_unmap_aliases_2628": flaw},
+                               "6.1": {"vm_unmap_aliases_65": not flaw}}.get(self.design, {})
         self.small = small_space
         self.k = Kernel(cpus=CPUS, nodes=nodes, mem_pages=4096, design=self.design,
                         tlb_size=tlb, vmalloc_size=1024 * P if small_space else None, **kw)
         self.free0 = self.k.nr_free_pages()
-        self.flaw = flaw and self.design == "2.6.28"
+        self.flaw = flaw and bool(kw)
 
     def booted(self) -> bool:
         return self.k is not None
@@ -184,11 +186,7 @@ class VmapMachine(RuleBasedStateMachine):
         a = self.became_live(Alloc(kind, addr, npages, list(area.pages)))
         if array_pages:
             known = set(self.live) | {arr for arr, _ in self.arrays.values()}
-            v, new = k.vmlist, []
-            while v is not None:
-                if v.addr not in known:
-                    new.append(v)
-                v = v.next
+            new = [v for v in k.vm_areas() if v.addr not in known]
             assert len(new) == 1 and new[0].nr_pages == array_pages, "one page array per VM_VPAGES area"
             self.arrays[addr] = (new[0].addr, array_pages)
             self.dead_pages.difference_update(range(new[0].addr, new[0].addr + (array_pages + 1) * P, P))
@@ -287,9 +285,10 @@ class VmapMachine(RuleBasedStateMachine):
             return Alloc("ram", 0, 0)
         if count <= 64:
             order = (count - 1).bit_length()
-            assert (addr - k.VMALLOC_START) % (P << order) == 0, "block slots are order-aligned"
-            mine = k.vmap_block_queue[k.this_cpu.id].blocks
-            assert k.addr_to_vb_idx(addr) in mine, "vm_map_ram must use the current CPU's blocks"
+            if k.design == "2.6.28":  # bitmap_find_free_region; 6.1 bumps a pointer
+                assert (addr - k.VMALLOC_START) % (P << order) == 0, "block slots are order-aligned"
+            vb = k.vmap_block_for(addr)
+            assert vb is not None and vb.cpu == k.this_cpu.id, "vm_map_ram must use the current CPU's blocks"
         return self.became_live(Alloc("ram", addr, count, pages))
 
     @precondition(lambda self: self.k is not None and self.user_pages and has_vm_map_ram(self.k))
@@ -308,7 +307,8 @@ class VmapMachine(RuleBasedStateMachine):
                 k.touch(a.addr, 64)
                 with k.on_cpu((cpu + 1) % CPUS):
                     k.touch(a.addr, 64)
-                vb = k.vmap_block_tree[k.addr_to_vb_idx(a.addr)]
+                vb = k.vmap_block_for(a.addr)
+                assert vb is not None
                 if vb.free == 0:
                     break
             if unmap and out:
@@ -324,7 +324,9 @@ class VmapMachine(RuleBasedStateMachine):
         if area is None:
             assert self.small
             return Alloc("area", 0, 0)
-        if ioremap:
+        if ioremap and k.design == "6.1":  # x86_64: clamp(get_count_order_long(size), 12, 30)
+            assert area.addr % (1 << max(12, (npages * P - 1).bit_length())) == 0
+        elif ioremap:
             assert area.addr % (1 << max(12, min(19, (npages * P).bit_length()))) == 0
         return self.became_live(Alloc("area", area.addr, npages, [], mapped=False))
 
@@ -471,7 +473,7 @@ class VmapMachine(RuleBasedStateMachine):
             except VmapError:
                 # the 2.6.28 flaw: only dirty slots of full blocks may survive
                 for addr in k.deferred_mappings():
-                    vb = k.vmap_block_tree.get(k.addr_to_vb_idx(addr))
+                    vb = k.vmap_block_for(addr)
                     assert vb is not None and vb.free == 0, f"{addr:#x} survived outside a full block"
 
     # -- invariants --------------------------------------------------------------------------
@@ -491,11 +493,7 @@ class VmapMachine(RuleBasedStateMachine):
         for _, ps in self.vmas:
             held.update(ps)
         assert k.nr_free_pages() == self.free0 - len(held) - arrays, "pages leaked or lost"
-        vmlist = []
-        v = k.vmlist
-        while v is not None:
-            vmlist.append(v.addr)
-            v = v.next
+        vmlist = [v.addr for v in k.vm_areas()]
         # VM_VPAGES page arrays are vmlist entries of their own
         expect = sorted([a.addr for a in self.live.values() if a.kind != "ram"]
                         + [arr for arr, _ in self.arrays.values()])

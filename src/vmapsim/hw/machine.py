@@ -353,6 +353,46 @@ class Machine:
                 wait += c.ipi_idle_wakeup
             self.charge(cpu, "smp_call_function", c.ipi_call_setup + targets * c.ipi_send + wait)
 
+    def flush_tlb_kernel_range(self, cpu: CPU, fn: str, start: int, end: int,
+                               ceiling: int | None = 33) -> None:
+        """x86's flush_tlb_kernel_range() (arch/x86/mm/tlb.c, Linux 4.x on): a range of
+        more than ``ceiling`` pages (``tlb_single_page_flush_ceiling``, default 33) is a
+        full flush on every CPU (``flush_tlb_all``); a smaller one is an INVLPG per page
+        here and, through an IPI, on every other CPU. ``ceiling=None``: always the full
+        flush (x86 2.6.28, whose flush_tlb_kernel_range() was flush_tlb_all()).
+
+        Shortcut: a small range is taken out of the other CPUs' TLBs at once and their
+        handler time charged at once to the busy ones (idle ones pay from idle time),
+        not at their next step as ``sync`` delivers full flushes; small flushes are rare
+        (vmalloc purge spans are usually far above 33 pages).
+        """
+        pages = (end - start + PAGE_SIZE - 1) >> PAGE_SHIFT
+        if ceiling is None or pages > ceiling or pages <= 0:
+            self.flush_tlb_all(cpu, fn)
+            return
+        c = self.cost
+        if cpu.tlb_gen != self.flush_gen:
+            self.sync(cpu)
+        first = start >> PAGE_SHIFT
+        local = pages * c.flush_one_local
+        handler = c.ipi_handle + local
+        for other in self.cpus:
+            pop = other.tlb.pop
+            for vpn in range(first, first + pages):
+                pop(vpn, None)
+            if other is not cpu and not other.idle:
+                other.ipis_received += 1
+                self.charge(other, "flush_tlb_func", handler)
+        self.local_flushes += 1
+        self.charge(cpu, fn, local)
+        targets = self.ncpus - 1
+        if targets:
+            self.ipis += targets
+            wait = handler + self._ack_serial(cpu)
+            if self.nr_idle - (1 if cpu.idle else 0):
+                wait += c.ipi_idle_wakeup
+            self.charge(cpu, "smp_call_function", c.ipi_call_setup + targets * c.ipi_send + wait)
+
     def _ack_serial(self, cpu: CPU) -> float:
         """The acknowledgements queue on one line: each receiver takes the call data's
         lock to drop its reference (2.6.27's generic cross-call), one transfer per target."""

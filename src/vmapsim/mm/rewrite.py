@@ -16,10 +16,10 @@ first purge synchronous). Structures mirror the kernel's:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..errors import BadAddressError, ConfigError, DoubleFreeError
+from ..errors import BadAddressError, ConfigError, DoubleFreeError, InvariantError
 from ..hw.locks import SpinLock
 from ..hw.physmem import Page
 from .constants import (
@@ -46,7 +46,7 @@ from .rbtree import (
     rb_first,
     rb_next,
 )
-from .vmalloc import _check_int, vm_struct
+from .vmalloc import VmapBlockInfo, _check_int, vm_struct
 from .vmlist import VmlistKernel
 
 
@@ -166,6 +166,8 @@ class Rewrite(VmlistKernel, design=INFO):
 
     has_vm_map_ram = True
     has_lazy_free = True
+    tracepoints = frozenset({"alloc", "alloc_ret", "free_noflush", "purge", "purge_ret", "flush", "vfree",
+                             "map_ram", "map_ram_ret", "unmap_ram", "unmap_aliases"})
 
     def __init__(self, *args: Any, vm_unmap_aliases_2628: bool = False,
                  nr_cpus_config: int | None = None, **kw: Any) -> None:
@@ -208,6 +210,107 @@ class Rewrite(VmlistKernel, design=INFO):
     @property
     def vmap_block_pages(self) -> int:
         return self.VMAP_BBMAP_BITS
+
+    def vmap_block_for(self, addr: int) -> VmapBlockInfo | None:
+        vb = self.vmap_block_tree.get(self.addr_to_vb_idx(addr))
+        if vb is None or not vb.va.va_start <= addr < vb.va.va_end:
+            return None
+        return VmapBlockInfo(self.vmap_block_queue.index(vb.vbq), vb.va.va_start, vb.free, vb.dirty)
+
+    # -- the design's interface (Kernel's docstrings say what each method promises) -----------
+    def can_place(self, addr: int, size: int) -> bool:
+        """2.6.28's rule: no busy area (lazy ones included) may end at or after ``addr``
+        and start before ``addr + size``: alloc_vmap_area()'s descent takes an area
+        ending exactly at ``addr`` as in the way (its one-page gap)."""
+        self._check_place("can_place", addr, size)
+        if addr < self.VMALLOC_START or addr + size > self.VMALLOC_END + 1:
+            return False
+        n = self.vmap_area_root.rb_node
+        first = None  # the lowest area with va_end >= addr
+        while n is not None:
+            if n.va_end >= addr:  # type: ignore[attr-defined]
+                first = n
+                n = n.rb_left
+            else:
+                n = n.rb_right
+        return first is None or first.va_start >= addr + size  # type: ignore[attr-defined]
+
+    def place_lazy_area(self, addr: int, size: int) -> bool:
+        """alloc_vmap_area() over exactly [addr, addr + size), then free_unmap_vmap_area()."""
+        self._check_place("place_lazy_area", addr, size)
+        if not self.can_place(addr, size):
+            return False
+        va = self.alloc_vmap_area(size, PAGE_SIZE, addr, addr + size, -1)
+        if va is None or va.va_start != addr:
+            raise InvariantError(f"place_lazy_area: {addr:#x} was free, alloc_vmap_area() refused it")
+        self.free_unmap_vmap_area(va)
+        return True
+
+    def place_vmap_block(self, addr: int) -> bool:
+        """new_vmap_block() at ``addr``, then vm_map_ram() calls of falling sizes that
+        hand out every page of it; all but the last (one page) are unmapped again."""
+        _check_int("place_vmap_block", "address", addr)
+        bsize = self.VMAP_BLOCK_SIZE
+        if addr % bsize or not self.can_place(addr, bsize):
+            return False
+        if self.vmap_block_queue[self._cpu.id].free:
+            return False  # vm_map_ram() would take this CPU's free pages first
+        held = [self.alloc_page() for _ in range(VMAP_MAX_ALLOC)]
+        if any(p is None for p in held):
+            for p in held:
+                if p is not None:
+                    self.free_page(p)
+            return False
+        pages: list[Page] = held  # type: ignore[assignment]
+        if self.new_vmap_block(vstart=addr) is None:
+            raise InvariantError(f"place_vmap_block: {addr:#x} was free, new_vmap_block() refused it")
+        counts = [VMAP_MAX_ALLOC]
+        left = self.VMAP_BBMAP_BITS - VMAP_MAX_ALLOC
+        while left > VMAP_MAX_ALLOC:
+            counts.append(VMAP_MAX_ALLOC)
+            left -= VMAP_MAX_ALLOC
+        c = VMAP_MAX_ALLOC // 2
+        while left and c:
+            if left - c >= 1:
+                counts.append(c)
+                left -= c
+            c //= 2
+        counts += [1] * left
+        maps = []
+        for c in counts:
+            m = self.vm_map_ram(pages, c)
+            if m is None or not addr <= m < addr + bsize:
+                raise InvariantError(f"place_vmap_block: vm_map_ram({c}) did not use the new block at {addr:#x}")
+            maps.append((m, c))
+        for m, c in maps[:-1]:
+            self.vm_unmap_ram(m, c)
+        for p in pages[1:]:  # pages[0] stays mapped by the last (one-page) mapping
+            self.free_page(p)
+        return True
+
+    def vmap_blocks(self) -> list[tuple[int, int, int, int, int]]:
+        out = [(vb.va.va_start, vb.va.va_end, cpu_id, vb.alloc_map, vb.dirty_map)
+               for cpu_id, vbq in enumerate(self.vmap_block_queue) for vb in vbq.blocks.values()]
+        out.sort()
+        return out
+
+    def vmallocinfo_areas(self) -> Iterator[tuple[int, int, str, vm_struct | None]]:
+        """The busy areas in address order (vm_structs; vmap blocks and large vm_map_ram
+        areas as ``vm_map_ram``), then the lazily freed ones, as 6.x's s_show() and
+        show_purge_info() print them. Deviation from 6.x: it coalesces adjacent lazy
+        areas in its purge tree; 2.6.28 keeps them apart, one line per freed area."""
+        lazy: list[vmap_area] = []
+        ram = self._ram_maps
+        for va in self.vmap_areas():
+            priv = va.private
+            if va.flags & (VM_LAZY_FREE | VM_LAZY_FREEING):
+                lazy.append(va)
+            elif va.flags & VM_VM_AREA and isinstance(priv, vm_struct):
+                yield va.va_start, va.va_end, "vm", priv
+            elif isinstance(priv, vmap_block) or va.va_start in ram:
+                yield va.va_start, va.va_end, "vm_map_ram", None
+        for va in lazy:
+            yield va.va_start, va.va_end, "unpurged", None
 
     # -- the rbtree of vmap_areas ---------------------------------------------------------
     def find_vmap_area(self, addr: int) -> vmap_area | None:
@@ -289,6 +392,8 @@ class Rewrite(VmlistKernel, design=INFO):
         assert size and not size & (PAGE_SIZE - 1)
         m = self.machine
         cpu = self._cpu
+        if self.tracer is not None:
+            self.trace("alloc", size=size, align=align, vstart=vstart, vend=vend)
         m.charge(cpu, "kmalloc", self.cost.kmalloc)
         root = self.vmap_area_root
         lock = self.vmap_area_lock
@@ -333,11 +438,15 @@ class Rewrite(VmlistKernel, design=INFO):
                 if m.printk_ratelimit(cpu):
                     m.warn("vmap allocation failed: use vmalloc=<size> to increase size.")
                 m.charge(cpu, "kfree", self.cost.kmalloc)
+                if self.tracer is not None:
+                    self.trace("alloc_ret", va_start=0, va_end=0)
                 return None
             self._seq += 1
             va = vmap_area(addr, addr + size, self._seq)
             self.insert_vmap_area__(va)
             lock.unlock(cpu)
+            if self.tracer is not None:
+                self.trace("alloc_ret", va_start=va.va_start, va_end=va.va_end)
             return va
 
     # -- lazy freeing -------------------------------------------------------------------
@@ -350,8 +459,13 @@ class Rewrite(VmlistKernel, design=INFO):
         """
         m = self.machine
         cpu = self._cpu
+        tracing = self.tracer is not None
+        if tracing:
+            self.trace("purge", start=start, end=end)
         if not sync and not force_flush:
             if not self.purge_lock.trylock(cpu):
+                if tracing:
+                    self.trace("purge_ret", ret=0)
                 return
         else:
             self.purge_lock.lock(cpu)
@@ -387,6 +501,12 @@ class Rewrite(VmlistKernel, design=INFO):
             m.charge(cpu, "kfree", len(valist) * self.cost.kmalloc)
             self.vmap_area_lock.unlock(cpu)
         self.purge_lock.unlock(cpu)
+        if tracing:
+            # Deviation: flush fires after the purge (its range is the same), where the
+            # model's traces have always put it, so generated traces keep their timestamps.
+            if nr or force_flush:
+                self.trace("flush", start=start, end=end)
+            self.trace("purge_ret", ret=int(bool(nr or force_flush)))
 
     def try_purge_vmap_area_lazy(self) -> None:
         self.purge_vmap_area_lazy__(1 << 64, 0, False, False)
@@ -396,6 +516,8 @@ class Rewrite(VmlistKernel, design=INFO):
 
     def free_unmap_vmap_area_noflush(self, va: vmap_area) -> None:
         """Mark ``va`` lazily freed; its PTEs stay until the next purge (2.6.28)."""
+        if self.tracer is not None:
+            self.trace("free_noflush", va_start=va.va_start, va_end=va.va_end)
         va.flags |= VM_LAZY_FREE
         self.vmap_lazy_nr += (va.va_end - va.va_start) >> PAGE_SHIFT
         if self.vmap_lazy_nr > self.lazy_max_pages():
@@ -461,12 +583,16 @@ class Rewrite(VmlistKernel, design=INFO):
     def addr_to_vb_idx(self, addr: int) -> int:
         return (addr - self._vb_base) // self.VMAP_BLOCK_SIZE
 
-    def new_vmap_block(self) -> vmap_block | None:
+    def new_vmap_block(self, vstart: int | None = None) -> vmap_block | None:
+        """A new block for this CPU, at the head of its free list. ``vstart`` (the
+        model's, for place_vmap_block()): exactly there, not the first fit from
+        VMALLOC_START."""
         m = self.machine
         cpu = self._cpu
         m.charge(cpu, "kmalloc", self.cost.kmalloc)
-        va = self.alloc_vmap_area(self.VMAP_BLOCK_SIZE, self.VMAP_BLOCK_SIZE,
-                                  self.VMALLOC_START, self.VMALLOC_END, cpu.node)
+        size = self.VMAP_BLOCK_SIZE
+        va = self.alloc_vmap_area(size, size, self.VMALLOC_START if vstart is None else vstart,
+                                  self.VMALLOC_END if vstart is None else vstart + size, cpu.node)
         if va is None:
             m.charge(cpu, "kfree", self.cost.kmalloc)
             return None
@@ -575,14 +701,21 @@ class Rewrite(VmlistKernel, design=INFO):
         for p in pages:
             if p.__class__ is not Page or p._count <= 0:
                 self._check_pages("vm_map_ram", pages, count)
+        tracing = self.tracer is not None
+        if tracing:
+            self.trace("map_ram", count=count, node=node)
         if count <= VMAP_MAX_ALLOC:
             addr = self.vb_alloc(count)
             if addr is None:
+                if tracing:
+                    self.trace("map_ram_ret", addr=0)
                 return None
         else:
             va = self.alloc_vmap_area(count << PAGE_SHIFT, PAGE_SIZE, self.VMALLOC_START,
                                       self.VMALLOC_END, node)
             if va is None:
+                if tracing:
+                    self.trace("map_ram_ret", addr=0)
                 return None
             addr = va.va_start
         self._ram_maps[addr] = count
@@ -590,11 +723,15 @@ class Rewrite(VmlistKernel, design=INFO):
         if self.machine.set_ptes(self._cpu, "vmap_page_range", addr, pages, prot, PAGE_KERNEL):
             self._record_partial_map(addr, pages)
             self.vm_unmap_ram(addr, count)
+            if tracing:
+                self.trace("map_ram_ret", addr=0)
             return None
         vpn = addr >> PAGE_SHIFT
         live = self._live
         for i in range(count):
             live[vpn + i] = pages[i]
+        if tracing:
+            self.trace("map_ram_ret", addr=addr)
         return addr
 
     def vm_unmap_ram(self, mem: int, count: int) -> None:
@@ -603,6 +740,8 @@ class Rewrite(VmlistKernel, design=INFO):
             for name, v in (("address", mem), ("count", count)):
                 if not isinstance(v, int) or isinstance(v, bool):
                     raise TypeError(f"vm_unmap_ram: {name} must be an int, not {type(v).__name__}")
+        if self.tracer is not None:
+            self.trace("unmap_ram", addr=mem, count=count)
         if not mem or mem < self.VMALLOC_START or mem > self.VMALLOC_END or mem & (PAGE_SIZE - 1):
             raise BadAddressError(f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): bad address")
         ram_maps = self._ram_maps
@@ -640,6 +779,8 @@ class Rewrite(VmlistKernel, design=INFO):
 
     def vm_unmap_aliases(self) -> None:
         """Unmap and flush every deferred mapping: dirty block pages and lazy areas."""
+        if self.tracer is not None:
+            self.trace("unmap_aliases")
         m = self.machine
         cpu = self._cpu
         start, end = 1 << 64, 0

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from types import CodeType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ..errors import (
     BadAddressError,
@@ -207,6 +207,15 @@ def vm_line(v: vm_struct, nodes: int, modern: bool = False) -> str:
     return s
 
 
+class VmapBlockInfo(NamedTuple):
+    """What ``Kernel.vmap_block_for()`` tells of a vmap_block."""
+
+    cpu: int  # the CPU whose vmap_block_queue it belongs to
+    va_start: int
+    free: int  # pages never handed out
+    dirty: int  # pages handed out and freed again
+
+
 class Kernel:
     """A simulated kernel: the machine plus one design of the vmap layer.
 
@@ -221,6 +230,22 @@ class Kernel:
     ("the design's interface"): capabilities as class attributes, ``config_for()`` for
     the keyword arguments a design wants for N CPUs or a vmap block size, and the
     placement and tracing hooks. Nothing outside ``mm/`` asks for a class or a name.
+
+    The interface, each method documented where it is defined (a design overrides the
+    ones marked *design*; the base versions of the others are generic):
+
+    - ``current_cpu`` (property, settable): the CPU the next call runs on (the timing
+      engine's fast switch; ``set_cpu(n)``/``on_cpu(n)`` take a CPU number).
+    - ``can_place(addr, size)`` *design*: whether an area can go at exactly ``addr``.
+    - ``place_vm_area(addr, size, flags, caller)``: a vm_struct at exactly ``addr``.
+    - ``populate_vm_area(area, pages_per_node)``: allocate and map an area's pages.
+    - ``place_lazy_area(addr, size)`` *design*: a lazily freed area at exactly ``addr``.
+    - ``place_vmap_block(addr)`` *design*: a vmap block at exactly ``addr``.
+    - ``vmap_blocks()`` *design*: every vmap block with its owner CPU and page states.
+    - ``purge_vmap_area_lazy()`` *design*: purge every lazily freed area now.
+    - ``vmallocinfo_areas()`` *design*: what /proc/vmallocinfo prints, in its order;
+      ``vmallocinfo(style)`` renders it in the design's dialect or the other one.
+    - ``tracepoints`` (class attribute) and ``tracer``: the events ``trace()`` fires.
     """
 
     #: the design's registry entry (set by ``class X(Kernel, design=DesignInfo(...))``)
@@ -237,6 +262,13 @@ class Kernel:
     vmallocinfo_style: ClassVar[str] = "2.6"
     #: pages lazily freed and not yet purged (designs with lazy freeing keep it)
     vmap_lazy_nr: int = 0
+    #: the tracepoints this design fires through ``trace()`` (names as in ``trace()``);
+    #: the base layer fires ``vfree`` (vfree()) and ``flush`` (unmap_kernel_range()'s
+    #: flush_tlb_kernel_range()); a design adds those of its own functions
+    tracepoints: ClassVar[frozenset[str]] = frozenset({"vfree", "flush"})
+    #: the vm_struct flag marking a vmalloc()ed page array (2.6: VM_VPAGES; 6.x has
+    #: none and tests is_vmalloc_addr(area->pages) instead: 0)
+    vpages_flag: ClassVar[int] = VM_VPAGES
     #: vmap_pte_range() on a present PTE: False, WARN and fail with -EBUSY (2.6.28 on);
     #: True, WARN and overwrite it (2.6.27)
     vmap_pte_overwrite: ClassVar[bool] = False
@@ -309,6 +341,11 @@ class Kernel:
         #: the tracepoint hook: None, or a callable(event, fields) that sees every
         #: vmalloc-layer event the kprobes of the real captures see (``trace()``)
         self.tracer: Callable[[str, dict[str, int]], None] | None = None
+        #: who runs deferred work (``schedule_work``/``queue_work_on``): None runs it at
+        #: once on the queueing CPU; the timing engine installs one that runs it as work
+        #: of its own in simulated time; a replay installs one that follows the traced
+        #: kernel's own timing instead
+        self.work_scheduler: Callable[[int, str, Callable[[], None]], None] | None = None
 
     @staticmethod
     def default_vmalloc_start() -> int:
@@ -319,10 +356,39 @@ class Kernel:
     def default_vmalloc_size() -> int:
         return VMALLOC_END + 1 - VMALLOC_START
 
+    def schedule_work(self, name: str, fn: Callable[[], None], cpu: int | None = None) -> None:
+        """schedule_work()/queue_work_on(): run ``fn`` (kernel function ``name``) later
+        on CPU ``cpu`` (default: this one, as system_wq's bound workers do)."""
+        target = self._cpu.id if cpu is None else cpu
+        sched = self.work_scheduler
+        if sched is not None:
+            sched(target, name, fn)
+            return
+        old = self._cpu
+        self._cpu = self.machine.cpus[target]
+        try:
+            fn()
+        finally:
+            self._cpu = old
+
     def trace(self, event: str, **fields: int) -> None:
-        """Fire tracepoint ``event`` (the captures' kprobe names: alloc, alloc_ret,
-        free_noflush, purge, purge_ret, flush, vfree, map_ram, map_ram_ret, unmap_ram,
-        unmap_aliases). Callers test ``self.tracer is not None`` first on hot paths."""
+        """Fire tracepoint ``event`` (the captures' kprobe names), with int fields:
+
+        - ``alloc(size, align, vstart, vend)``: entry of alloc_vmap_area() (size with
+          the guard page); ``alloc_ret(va_start, va_end)``: its return, 0/0 on failure;
+        - ``free_noflush(va_start, va_end)``: an area turns lazy (free_vmap_area_noflush,
+          2.6.28's free_unmap_vmap_area_noflush);
+        - ``purge(start, end)``: entry of __purge_vmap_area_lazy() with its arguments;
+          ``purge_ret(ret)``: its return, 1 if it purged and flushed, else 0;
+        - ``flush(start, end)``: flush_tlb_kernel_range(start, end);
+        - ``vfree(addr)``: entry of vfree() (0 for NULL);
+        - ``map_ram(count, node)`` / ``map_ram_ret(addr)`` (0: failed): vm_map_ram();
+          ``unmap_ram(addr, count)``: vm_unmap_ram(); ``unmap_aliases()``.
+
+        Each fires when the function is entered (``*_ret``: when it returns), after
+        the model's type and page checks and before the kernel's own BUG checks;
+        ``tracepoints`` lists those a design fires.
+        Callers test ``self.tracer is not None`` first on hot paths."""
         if self.tracer is not None:
             self.tracer(event, fields)
 
@@ -330,6 +396,163 @@ class Kernel:
     def vmap_block_pages(self) -> int:
         """Pages per vmap_block (VMAP_BBMAP_BITS); 0 for a design without blocks."""
         return 0
+
+    def vmap_block_for(self, addr: int) -> VmapBlockInfo | None:
+        """The vmap_block holding ``addr`` (inspection), or None (none, or no blocks)."""
+        return None
+
+    # -- the design's interface: placement and inspection (see the class docstring) -------
+    @property
+    def current_cpu(self) -> CPU:
+        """The CPU the kernel runs on now (smp_processor_id()). Setting it to one of
+        ``machine.cpus`` switches CPUs: the timing engine's switch at every step, so it
+        is not checked (``set_cpu(n)`` checks its CPU number)."""
+        return self._cpu
+
+    @current_cpu.setter
+    def current_cpu(self, cpu: CPU) -> None:
+        self._cpu = cpu
+
+    def _check_place(self, who: str, addr: int, size: int) -> None:
+        _check_addr(who, addr)
+        _check_size(who, size)
+        if (addr | size) & (PAGE_SIZE - 1) or not size:
+            raise InvalidArgumentError(f"{who}: address {addr:#x} and size {size:#x} must be "
+                                       f"page aligned, the size not 0")
+
+    def can_place(self, addr: int, size: int) -> bool:
+        """Whether an area of ``size`` bytes (its guard page included) can be placed at
+        exactly ``addr`` now: inside VMALLOC_START..VMALLOC_END and clear of every busy
+        area, lazily freed ones included (their range is not free until the purge).
+        *design*: the base walks ``vmap_areas()`` (O(n)) and asks only that; a design
+        overrides it with its own lookup and adds its allocator's neighbour rules (the
+        2.6 first fits never start an area at the very end of another: a page must lie
+        between). InvalidArgumentError for an unaligned address or size."""
+        self._check_place("can_place", addr, size)
+        if addr < self.VMALLOC_START or addr + size > self.VMALLOC_END + 1:
+            return False
+        end = addr + size
+        return not any(va.va_start < end and va.va_end > addr for va in self.vmap_areas())
+
+    def place_vm_area(self, addr: int, size: int, flags: int, caller: str) -> vm_struct | None:
+        """A vm_struct of ``size`` bytes (guard page included: at least 2 pages) at exactly
+        ``addr``, as a snapshot or a trace showed it: ``get_vm_area_node__()`` over just
+        that range, so the design's allocator does the work and charges it. None, with
+        nothing changed, if ``can_place()`` says no. The pages are not allocated (see
+        ``populate_vm_area``); ``phys_addr`` and the like are the caller's to set."""
+        self._check_place("place_vm_area", addr, size)
+        _check_int("place_vm_area", "flags", flags)
+        if not isinstance(caller, str):
+            raise TypeError(f"place_vm_area: caller must be a str (a symbol), not {type(caller).__name__}")
+        if size < 2 * PAGE_SIZE:
+            raise InvalidArgumentError(f"place_vm_area: size {size:#x} leaves no room for the guard page")
+        if not self.can_place(addr, size):
+            return None
+        area = self.get_vm_area_node__(size - PAGE_SIZE, flags, addr, addr + size, -1, GFP_KERNEL,
+                                       caller, align=PAGE_SIZE)
+        if area is not None and area.addr != addr:
+            raise InvariantError(f"place_vm_area: asked for {addr:#x}, the allocator gave {area.addr:#x}")
+        return area
+
+    def populate_vm_area(self, area: vm_struct, pages_per_node: dict[int, int]) -> list[Page]:
+        """Allocate the pages of a placed area and map them from ``area.addr`` (what
+        __vmalloc_area_node() does for a VM_ALLOC area, without a page array):
+        ``pages_per_node`` maps a NUMA node (-1: the current CPU's) to how many pages to
+        take from it, in ascending node order. Sets ``area.pages``/``nr_pages``; returns
+        the pages, fewer than asked if memory ran out (the area then holds those).
+        ``area`` must be one just placed (``place_vm_area``, ``get_vm_area_node__``):
+        InvalidArgumentError if it has pages already, is too small for them, or a PTE
+        of its range is present."""
+        who = "populate_vm_area"
+        if not isinstance(area, vm_struct):
+            raise TypeError(f"{who}: area must be a vm_struct, not {type(area).__name__}")
+        if not isinstance(pages_per_node, dict):
+            raise TypeError(f"{who}: pages_per_node must be a dict, not {type(pages_per_node).__name__}")
+        total = 0
+        for node, n in pages_per_node.items():
+            self._check_node(who, node)
+            total += _check_size(f"{who}: pages of node {node}", n)
+        if area.pages is not None:
+            raise InvalidArgumentError(f"{who}: the area at {area.addr:#x} has its pages already")
+        if total > (area.size - PAGE_SIZE) >> PAGE_SHIFT:
+            raise InvalidArgumentError(f"{who}: {total} pages do not fit the area at {area.addr:#x} "
+                                       f"({area.size:#x} bytes with its guard page)")
+        pte = self.machine.pte
+        vpn = area.addr >> PAGE_SHIFT
+        for i in range(total):
+            if vpn + i in pte:
+                raise InvalidArgumentError(f"{who}: {(vpn + i) << PAGE_SHIFT:#x} is mapped already")
+        pages: list[Page] = []
+        for node, n in sorted(pages_per_node.items()):
+            for _ in range(n):
+                page = self._alloc_page(node, GFP_KERNEL)
+                if page is not None:
+                    pages.append(page)
+        area.pages = pages
+        area.nr_pages = len(pages)
+        self.vmap_page_range_(area.addr, pages, PAGE_KERNEL)
+        return pages
+
+    def place_lazy_area(self, addr: int, size: int) -> bool:
+        """*design*: a vmap area of ``size`` bytes at exactly ``addr``, freed lazily at
+        once, as a snapshot's ``unpurged vm_area`` line shows it: its range stays busy
+        and its pages count in ``vmap_lazy_nr`` until a purge (which this may start, as
+        any lazy free past lazy_max_pages() does). False, with nothing changed, if the
+        design has no lazy freeing (the base) or ``can_place()`` says no."""
+        self._check_place("place_lazy_area", addr, size)
+        return False
+
+    def place_vmap_block(self, addr: int) -> bool:
+        """*design*: a vmap block at exactly ``addr`` owned by the current CPU, in the
+        state a snapshot's ``vm_map_ram`` line implies without saying how full: every
+        page handed out by vm_map_ram(), all but one unmapped again (dirty, awaiting a
+        flush) and one page still mapped, so the block stays. That page comes from
+        ``alloc_page()`` and stays allocated. False, with nothing changed, if the
+        design has no vmap blocks (the base), ``addr`` is not block aligned,
+        ``can_place()`` says no, memory is short, or the current CPU has a block with
+        free pages (vm_map_ram() would take those first)."""
+        _check_addr("place_vmap_block", addr)
+        return False
+
+    def vmap_blocks(self) -> list[tuple[int, int, int, int, int]]:
+        """*design*: every vmap block as ``(start, end, cpu, used, dirty)`` in address
+        order: the CPU whose queue owns it, and two bitmaps over its pages (bit i = page
+        i): handed out by vb_alloc(), and of those, freed but still mapped (awaiting a
+        flush). A page in neither is free. The base has no blocks: []."""
+        return []
+
+    def purge_vmap_area_lazy(self) -> None:
+        """*design*: purge_vmap_area_lazy(): unmap every lazily freed area now, with one
+        flush. The base frees nothing lazily, so there is nothing to do."""
+
+    def vmallocinfo_areas(self) -> Iterator[tuple[int, int, str, vm_struct | None]]:
+        """*design*: what /proc/vmallocinfo shows, as ``(start, end, kind, vm)`` in the
+        order the modern dialect prints it: kind ``"vm"`` (``vm`` the vm_struct, the
+        range its guard page included), ``"vm_map_ram"`` (a vmap block or a large
+        vm_map_ram() mapping) or ``"unpurged"`` (a lazily freed area), ``vm`` None for
+        the last two. The 2.6 dialect prints the ``"vm"`` lines only. Charges nothing."""
+        raise NotImplementedError
+
+    # -- /proc/vmallocinfo ------------------------------------------------------------
+    def vmallocinfo(self, style: str | None = None) -> str:
+        """/proc/vmallocinfo from ``vmallocinfo_areas()``: ``style`` "2.6" (2.6.28's
+        s_show(): the vm_structs, ``phys=%lx``) or "modern" (6.x: ``phys=%pa``, then
+        ``vm_map_ram`` lines for blocks and ``unpurged vm_area`` lines for lazy areas);
+        None: the design's own (``vmallocinfo_style``)."""
+        if style is None:
+            style = self.vmallocinfo_style
+        if style not in ("2.6", "modern"):
+            raise ConfigError(f"vmallocinfo style must be '2.6' or 'modern', not {style!r}")
+        modern = style == "modern"
+        nodes = self.machine.mem.nodes
+        out: list[str] = []
+        for start, end, kind, vm in self.vmallocinfo_areas():
+            if vm is not None:
+                out.append(vm_line(vm, nodes, modern))
+            elif modern:
+                what = "vm_map_ram" if kind == "vm_map_ram" else "unpurged vm_area"
+                out.append(f"0x{start:016x}-0x{end:016x} {end - start:7d} {what}")
+        return "".join(line + "\n" for line in out)
 
     # -- the machine ---------------------------------------------------------------
     @property
@@ -442,6 +665,12 @@ class Kernel:
                 raise UseAfterFreeError(
                     f"use after free at {addr:#x} on CPU {self._cpu.id}: the area was freed "
                     f"but lazy freeing still maps it"
+                )
+            if live is None and from_tlb and self._reserved(base):
+                # designs that clear PTEs at free (6.x): only the TLB entry outlives it
+                raise UseAfterFreeError(
+                    f"use after free at {addr:#x} on CPU {self._cpu.id}: the area was freed "
+                    f"but this CPU's TLB still caches it until the lazy flush"
                 )
             raise StaleTranslationError(
                 f"stale translation at {addr:#x} on CPU {self._cpu.id}: the "
@@ -613,8 +842,7 @@ class Kernel:
         return self.get_vm_area_node__(size, flags, self.VMALLOC_START, self.VMALLOC_END, node,
                                        gfp_mask, _caller_symbol(1))
 
-    @staticmethod
-    def get_vm_area_size(area: vm_struct) -> int:
+    def get_vm_area_size(self, area: vm_struct) -> int:
         """Actual size without the guard page."""
         if not isinstance(area, vm_struct):
             raise TypeError(f"get_vm_area_size: area must be a vm_struct, not {type(area).__name__}")
@@ -624,12 +852,12 @@ class Kernel:
         """Map ``pages`` over the area (without its guard page): 0 or -EBUSY/-ENOMEM."""
         self._check_live_area("map_vm_area", area)
         _check_int("map_vm_area", "prot", prot)
-        self._check_pages("map_vm_area", pages, (area.size - PAGE_SIZE) >> PAGE_SHIFT)
+        self._check_pages("map_vm_area", pages, self.get_vm_area_size(area) >> PAGE_SHIFT)
         return self._map_vm_area(area, prot, pages)
 
     def _map_vm_area(self, area: vm_struct, prot: int, pages: Sequence[Page]) -> int:
         """map_vm_area() for callers that made the area and checked the pages."""
-        return self.vmap_page_range_(area.addr, pages[:(area.size - PAGE_SIZE) >> PAGE_SHIFT], prot)
+        return self.vmap_page_range_(area.addr, pages[:self.get_vm_area_size(area) >> PAGE_SHIFT], prot)
 
     def _check_live_area(self, who: str, area: object) -> None:
         if not isinstance(area, vm_struct):
@@ -670,6 +898,8 @@ class Kernel:
         cpu = self._cpu
         self.machine.clear_ptes(cpu, "vunmap_page_range", addr, end)
         self._drop_live(addr, end)
+        if self.tracer is not None:
+            self.trace("flush", start=addr, end=end)
         self.machine.flush_tlb_all(cpu, "flush_tlb_kernel_range")
 
     def _drop_live(self, start: int, end: int) -> None:
@@ -710,8 +940,9 @@ class Kernel:
             raise (DoubleFreeError if self._was_freed(addr) else BadAddressError)(msg)
         if deallocate_pages and area.pages is not None:
             self._free_pages_of(area.pages[:area.nr_pages])
-            if area.flags & VM_VPAGES:
-                self.vunmap__(self._pages_array_addr.pop(id(area)), True)
+            arr = self._pages_array_addr.pop(id(area), None)
+            if arr is not None:  # the page array was vmalloc()ed too
+                self.vunmap__(arr, True)
         self.machine.charge(self._cpu, "kfree", self.cost.kmalloc)
 
     def _was_freed(self, addr: int) -> bool:
@@ -719,6 +950,8 @@ class Kernel:
 
     def vfree(self, addr: int | None) -> None:
         """Free a vmalloc()ed area and its pages (NULL is a no-op)."""
+        if self.tracer is not None:
+            self.trace("vfree", addr=addr if addr.__class__ is int else 0)
         self.vunmap__(addr, True, "vfree")
 
     def vunmap(self, addr: int | None) -> None:
@@ -771,7 +1004,7 @@ class Kernel:
     def vmalloc_area_node__(self, area: vm_struct, gfp_mask: int, prot: int, node: int,
                             caller: str) -> int | None:
         """__vmalloc_area_node(): allocate the pages (and page array) and map them."""
-        nr_pages = (area.size - PAGE_SIZE) >> PAGE_SHIFT
+        nr_pages = self.get_vm_area_size(area) >> PAGE_SHIFT
         array_size = nr_pages * 8
         area.nr_pages = nr_pages
         pages: list[Page] = []
@@ -782,7 +1015,7 @@ class Kernel:
                 area.nr_pages = 0
                 self.remove_vm_area(area.addr)
                 return None
-            area.flags |= VM_VPAGES
+            area.flags |= self.vpages_flag
             self._pages_array_addr[id(area)] = arr
         else:
             self.machine.charge(self._cpu, "__kmalloc", self.cost.kmalloc)
@@ -887,7 +1120,7 @@ class Kernel:
         area = self.find_vm_area(addr)
         usize = vma.vm_end - vma.vm_start
         ok = (area is not None and area.flags & VM_USERMAP
-              and usize + (pgoff << PAGE_SHIFT) <= area.size - PAGE_SIZE)
+              and usize + (pgoff << PAGE_SHIFT) <= self.get_vm_area_size(area))
         if not ok:
             return -EINVAL
         assert area is not None and area.pages is not None
@@ -903,11 +1136,6 @@ class Kernel:
         vma._kernel = self
         self._user_vmas.add(vma)
         return 0
-
-    # -- /proc/vmallocinfo ------------------------------------------------------------
-    def vmallocinfo(self) -> str:
-        """/proc/vmallocinfo as this design's kernel prints it."""
-        raise NotImplementedError
 
     # -- checks ----------------------------------------------------------------------------
     def check(self) -> None:

@@ -50,7 +50,7 @@ class Process:
 class Engine:
     """Runs processes (one per CPU) and callbacks in simulated time.
 
-    ``kernel`` is anything with ``machine`` and a settable ``_cpu`` (the current CPU,
+    ``kernel`` is anything with ``machine`` and a settable ``current_cpu`` (the current CPU,
     i.e. smp_processor_id(), which each step switches to its process's CPU).
     """
 
@@ -62,6 +62,8 @@ class Engine:
         self.seq = 0
         self.steps = 0
         self.processes: list[Process] = []
+        # the kernel's deferred work (schedule_work) runs as events of its own
+        kernel.work_scheduler = self.run_work
 
     def process(self, cpu_id: int, gen: Iterator[Any], start: float | None = None,
                 name: str = "") -> Process:
@@ -80,6 +82,32 @@ class Engine:
         """Call ``fn()`` at simulated ``time``."""
         self.seq += 1
         heapq.heappush(self.heap, (time, priority, self.seq, fn))
+
+    def run_work(self, cpu_id: int, name: str, fn: Callable[[], Any]) -> None:
+        """Deferred kernel work (a kworker) queued now on CPU ``cpu_id``: it runs there as
+        an event of its own at that CPU's clock, between two steps of its process, and
+        its time is that CPU's (so the kernel's ``work_scheduler`` hook points here)."""
+        cpu = self.machine.cpus[cpu_id]
+        k = self.kernel
+
+        def work() -> None:
+            m = self.machine
+            old = k.current_cpu
+            k.current_cpu = cpu
+            was_idle = cpu.idle
+            if was_idle:  # an idle CPU wakes for the kworker, then halts again
+                cpu.clock = max(cpu.clock, when)
+                m.set_idle(cpu, False)
+            m.sync(cpu)
+            try:
+                fn()
+            finally:
+                k.current_cpu = old
+                if was_idle:
+                    m.set_idle(cpu, True)
+
+        when = max(cpu.clock, k.this_cpu.clock)
+        self.call_at(when, work)
 
     def run(self, until: float = float("inf")) -> float:
         """Run until no event is left (or the next one is after ``until``); the last time."""
@@ -104,7 +132,7 @@ class Engine:
                     cpu = ev.cpu
                     if cpu.clock < now:
                         cpu.clock = now  # the process starts (or resumes) later than its CPU's clock
-                    k._cpu = cpu
+                    k.current_cpu = cpu
                     if cpu.ipi_gen != m.flush_gen and (
                             cpu.tlb_gen != m.flush_gen or cpu.idle
                             or m.flush_times[cpu.ipi_gen] <= cpu.clock):
