@@ -76,7 +76,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def default_pages(workload: str) -> int:
-    return 16 if workload == "xfsdir" else 4
+    """The workload's own pages per operation (``DEFAULT_PAGES``; 4, the seed's, if none)."""
+    from ..sim.workload import load
+
+    return int(getattr(load(workload), "DEFAULT_PAGES", 4))
 
 
 def seed_figure(r: RunResult, seed_cpus: int) -> float | None:

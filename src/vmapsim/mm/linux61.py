@@ -91,6 +91,44 @@ def get_count_order_long(x: int) -> int:
     return (x - 1).bit_length()
 
 
+_U64 = (1 << 64) - 1
+
+
+def _rotl64(x: int, b: int) -> int:
+    return ((x << b) | (x >> (64 - b))) & _U64
+
+
+def _sipround(v0: int, v1: int, v2: int, v3: int) -> tuple[int, int, int, int]:
+    """SIPROUND (include/linux/siphash.h)."""
+    v0 = (v0 + v1) & _U64
+    v1 = _rotl64(v1, 13) ^ v0
+    v0 = _rotl64(v0, 32)
+    v2 = (v2 + v3) & _U64
+    v3 = _rotl64(v3, 16) ^ v2
+    v0 = (v0 + v3) & _U64
+    v3 = _rotl64(v3, 21) ^ v0
+    v2 = (v2 + v1) & _U64
+    v1 = _rotl64(v1, 17) ^ v2
+    v2 = _rotl64(v2, 32)
+    return v0, v1, v2, v3
+
+
+def siphash_1u64(first: int, key: tuple[int, int]) -> int:
+    """lib/siphash.c siphash_1u64(): SipHash-2-4 of one u64 under the 128-bit ``key``
+    (k0, k1)."""
+    k0, k1 = key
+    v = (0x736F6D6570736575 ^ k0, 0x646F72616E646F6D ^ k1,
+         0x6C7967656E657261 ^ k0, 0x7465646279746573 ^ k1)
+    for m in (first, 8 << 56):  # the message word, then PREAMBLE's b = sizeof(u64) << 56
+        v = (v[0], v[1], v[2], v[3] ^ m)
+        v = _sipround(*_sipround(*v))
+        v = (v[0] ^ m, v[1], v[2], v[3])
+    v = (v[0], v[1], v[2] ^ 0xFF, v[3])
+    for _ in range(4):
+        v = _sipround(*v)
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
 def vmap_bbmap_bits(nr_cpus: int) -> int:
     """VMAP_BBMAP_BITS for NR_CPUS (6.1: rounded up to a power of two first)."""
     rounded = 1 << (nr_cpus - 1).bit_length()
@@ -181,6 +219,9 @@ class Linux61(Kernel, design=INFO):
         #: vm_map_ram() mappings handed out: address -> count (to validate vm_unmap_ram).
         self._ram_maps: dict[int, int] = {}
         kva.vmap_init_free_space(self.free_vmap_area_root, ())
+        # lib/vsprintf.c's ptr_key is random per boot; the model's own key, derived from
+        # this boot's VMALLOC_START, so %p values differ from a real boot's
+        self.ptr_key = (0x766D617073696D36 ^ self.VMALLOC_START, 0x2E312070747220 ^ (self.VMALLOC_START >> 30))
 
     # -- the design's interface ------------------------------------------------------------
     @staticmethod
@@ -480,6 +521,13 @@ class Linux61(Kernel, design=INFO):
         va.vm = area
         self.vmap_area_lock.unlock(cpu)
         return area
+
+    def vunmap__(self, addr: int | None, deallocate_pages: bool, who: str = "vfree") -> None:
+        """6.1's __vunmap() looks the area up with find_vm_area() before
+        vm_remove_mappings() -> remove_vm_area() looks it up again: two lookups."""
+        if addr and addr.__class__ is int and not addr & (PAGE_SIZE - 1):
+            self.find_vm_area(addr)
+        super().vunmap__(addr, deallocate_pages, who)
 
     def find_vm_area(self, addr: int) -> vm_struct | None:
         va = self.find_vmap_area(addr)

@@ -33,7 +33,7 @@ def default_ops(design: str, workload: str = "maptouch") -> int:
     """Operations per thread a cell runs unless told (asks the design whether it frees lazily)."""
     if workload == "maptouch":
         return DEFAULT_OPS[designs.design_class(design).has_lazy_free]
-    return WORKLOAD_OPS.get(workload, 1000)
+    return int(getattr(load(workload), "DEFAULT_OPS", WORKLOAD_OPS.get(workload, 1000)))
 
 #: Default operations per CPU of the other workloads.
 WORKLOAD_OPS = {"xfsdir": 300}

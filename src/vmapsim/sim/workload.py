@@ -1,6 +1,7 @@
 """What the timing engine needs from a workload module (``vmapsim.workloads.<name>``).
 
-A workload module defines ``NAME``, ``DESCRIPTION`` and
+A workload module defines ``NAME``, ``DESCRIPTION``, optionally ``DEFAULT_PAGES``,
+``DEFAULT_OPS`` (per thread) and ``DEFAULT_COST`` (a cost preset), and
 ``start(k, cpu_id, params, rng, lat) -> Iterator[None]``: it prepares the CPU's
 state at once (untimed: pages allocated before the clock starts) and returns a
 generator that yields after every kernel call and appends each finished operation's
@@ -16,8 +17,9 @@ from types import ModuleType
 
 from ..errors import ConfigError
 
-#: Workloads the commands accept (modules of vmapsim.workloads).
-WORKLOADS = ("maptouch", "xfsdir")
+#: Workloads the commands accept -> their modules in vmapsim.workloads.
+MODULES = {"maptouch": "maptouch", "xfsdir": "xfsdir", "fix-size": "fixsize"}
+WORKLOADS = tuple(MODULES)
 
 
 @dataclass(slots=True)
@@ -33,4 +35,4 @@ def load(name: str) -> ModuleType:
     """The workload module called ``name`` (ConfigError names the known ones)."""
     if name not in WORKLOADS:
         raise ConfigError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
-    return importlib.import_module(f"vmapsim.workloads.{name}")
+    return importlib.import_module(f"vmapsim.workloads.{MODULES[name]}")

@@ -47,6 +47,7 @@ DESCRIPTION = "XFS large directory: other work + 16-page directory buffers mappe
 LIVE_BUFFERS = 16
 #: Pages per directory buffer: 64 KiB blocks (``vm_map_ram(pages, 16, -1)`` in the capture).
 PAGES = 16
+DEFAULT_PAGES = PAGES
 #: Profile entry of the work that is not the vmap layer's.
 OTHER_FN = "xfs+vfs other work"
 #: The seed's after profile: vmap functions' ticks over the non-idle ticks.
@@ -94,7 +95,7 @@ def start(k: Kernel, cpu_id: int, params: Any, rng: random.Random, lat: array) -
         raise MemoryError(f"xfsdir: CPU {cpu_id} could not get its buffer pages")
     m = k.machine
     cpu = m.cpus[cpu_id]
-    per_cpu = type(k).vm_map_ram is not Kernel.vm_map_ram
+    per_cpu = k.has_vm_map_ram
     map_: Callable[[list, int], int | None] = k.vm_map_ram if per_cpu else k.vmap  # type: ignore[assignment]
     touch = k.touch
     uniform = rng.uniform
