@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from vmapsim.sim.run import DEFAULT_OPS, run  # noqa: E402
+from vmapsim.sim.run import default_ops, run  # noqa: E402
 
 
 def line(label: str, results: list, wall: float, target: float) -> None:
@@ -37,7 +37,7 @@ def main() -> int:
     scale = 10 if args.quick else 1
 
     t0 = time.perf_counter()
-    res = [run(d, t, ops=DEFAULT_OPS[d] // scale) for d in ("legacy", "rewrite") for t in (1, 2, 4, 8)]
+    res = [run(d, t, ops=default_ops(d) // scale) for d in ("legacy", "rewrite") for t in (1, 2, 4, 8)]
     wall = time.perf_counter() - t0
     line("default bench (both designs, 1/2/4/8 thr)", res, wall, 20)
     r8 = res[-1]
@@ -54,7 +54,7 @@ def main() -> int:
           f"{big.ipis_received_per_op:.3g} received/op")
 
     t0 = time.perf_counter()
-    leg = run("legacy", 64, ops=DEFAULT_OPS["legacy"] // scale)
+    leg = run("legacy", 64, ops=default_ops("legacy") // scale)
     wall = time.perf_counter() - t0
     line(f"legacy, 64 CPUs x {leg.ops_per_thread:,} ops", [leg], wall, 60)
     print(f"    {leg.ns_per_op:.0f} ns/op, {leg.ipis_per_op:.0f} IPIs sent/op, "

@@ -49,31 +49,25 @@ class MapLayout:
 
 
 def _regions(k: Any) -> list[tuple[int, int, str, Any]]:
-    """(start, end, category, extra) for every busy area of the model, address order."""
+    """(start, end, category, extra) for every busy area of the model, address order
+    (what its /proc/vmallocinfo shows, with the blocks' owners and page states)."""
     from ..mm.constants import VM_ALLOC, VM_IOREMAP, VM_MAP
-    from ..workloads.vmallocinfo import _area_vm, _is_lazy, _is_ram
 
+    blocks = {start: (cpu, used, dirty) for start, _, cpu, used, dirty in k.vmap_block_states()}
     out: list[tuple[int, int, str, Any]] = []
-    queues = getattr(k, "vmap_block_queue", [])
-    for a in k.vmap_areas():
-        if _is_lazy(a):
-            out.append((a.va_start, a.va_end, "lazy", None))
-            continue
-        vm = _area_vm(a)
-        if vm is not None:
+    for start, end, kind, vm in k.vmallocinfo_areas():
+        if kind == "unpurged":
+            out.append((start, end, "lazy", None))
+        elif vm is not None:
             f = vm.flags
             cat = ("vmalloc" if f & VM_ALLOC else "vmap" if f & VM_MAP
                    else "ioremap" if f & VM_IOREMAP else "other")
-            out.append((a.va_start, a.va_end, cat, None))
-            continue
-        priv: Any = getattr(a, "private", None)
-        if type(priv).__name__ == "vmap_block":
-            cpu = next((i for i, q in enumerate(queues) if q is priv.vbq), -1)
-            out.append((a.va_start, a.va_end, "block", (priv, cpu)))
-        elif _is_ram(k, a):
-            out.append((a.va_start, a.va_end, "vm_map_ram", None))
+            out.append((start, end, cat, None))
+        elif start in blocks:
+            out.append((start, end, "block", blocks[start]))
         else:
-            out.append((a.va_start, a.va_end, "other", None))
+            out.append((start, end, "vm_map_ram", None))
+    out.sort(key=lambda r: r[0])
     return out
 
 
@@ -113,10 +107,10 @@ def layout(k: Any, max_gap_pages: int | None = None, break_units: int | None = N
         lay.xaddr.append((x, s, False))
         n = (e - s) >> PAGE_SHIFT
         if cat == "block":
-            vb, cpu = extra
+            cpu, used, dirty = extra
             lay.block_cpus[s] = cpu
             lay.block_x.append((x, n, cpu))
-            for i, sub in _block_runs(vb, n):
+            for i, sub in _block_runs(used, dirty, n):
                 lay.pieces.append((x + i[0], i[1], sub))
         else:
             lay.pieces.append((x, n, cat))
@@ -137,10 +131,10 @@ def address_at(lay: MapLayout, x: int) -> int | None:
     return addr if is_break else addr + (x - x0) * 4096
 
 
-def _block_runs(vb: Any, n: int) -> list[tuple[tuple[int, int], str]]:
-    """Runs of live / dirty / free pages inside one vmap block (from its bitmaps)."""
+def _block_runs(amap: int, dmap: int, n: int) -> list[tuple[tuple[int, int], str]]:
+    """Runs of live / dirty / free pages inside one vmap block, from its bitmaps of
+    pages handed out (``amap``) and of those freed but not flushed (``dmap``)."""
     out: list[tuple[tuple[int, int], str]] = []
-    amap, dmap = vb.alloc_map, vb.dirty_map
     cur, start = None, 0
     for i in range(n + 1):
         if i == n:

@@ -47,12 +47,15 @@ def run(args: argparse.Namespace) -> int:
 
     status = 0
     names: list[str] = args.design
+    docs: list[dict[str, Any]] = []  # --json: one result per design, printed together
     try:
         for i, design in enumerate(names):
             if i and not args.json:
                 print()
             args.design = design  # one design per pass
-            status = max(status, _run_snapshot(args) if args.vmallocinfo else _run_trace(args))
+            status = max(status, _run_snapshot(args, docs) if args.vmallocinfo else _run_trace(args, docs))
+        if args.json:
+            print(json.dumps(docs[0] if len(docs) == 1 else {"replays": docs}, indent=1, default=str))
         return status
     except InputFormatError as e:
         print(f"vmapsim replay: {e}", file=sys.stderr)
@@ -73,7 +76,7 @@ def _bad_lines(bad: list[Any], what: str) -> list[str]:
     return out
 
 
-def _run_snapshot(args: argparse.Namespace) -> int:
+def _run_snapshot(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     from ..workloads import vmallocinfo as vi
 
     snap = vi.read_vmallocinfo(args.vmallocinfo, args.skip_bad)
@@ -88,14 +91,14 @@ def _run_snapshot(args: argparse.Namespace) -> int:
     model = vi.model_summary(k)
     cmp = vi.compare(snap, vi.parse_vmallocinfo(text, "<model>"))
     if args.json:
-        print(json.dumps({"file": snap.path, "format": snap.fmt, "hashed": snap.hashed,
-                          "bad_lines": [str(e) for e in snap.bad], "rebuilt": len(rep.placed),
-                          "not_modelled": dict(rep.skipped), "partly_modelled": dict(rep.notes),
-                          "captured": captured, "model": model, "compare": cmp,
-                          "vmallocinfo": None if args.no_vmallocinfo else text}, indent=1))
+        docs.append({"design": k.design, "file": snap.path, "format": snap.fmt, "hashed": snap.hashed,
+                     "bad_lines": [str(e) for e in snap.bad], "rebuilt": len(rep.placed),
+                     "not_modelled": dict(rep.skipped), "partly_modelled": dict(rep.notes),
+                     "captured": captured, "model": model, "compare": cmp,
+                     "vmallocinfo": None if args.no_vmallocinfo else text})
         return 0
     print(f"{snap.path}: {len(snap.areas)} areas, {snap.fmt} format"
-          + (", hashed addresses" if snap.hashed else ""))
+          + (", hashed addresses" if snap.hashed else "") + f"; rebuilt on design {k.design}")
     for line in _bad_lines(snap.bad, snap.path) + rep.lines():
         print(line)
     if not args.no_vmallocinfo:
@@ -124,7 +127,7 @@ def _block_config(design: str, bits: int, cpus: int) -> dict[str, Any]:
     return kw
 
 
-def _run_trace(args: argparse.Namespace) -> int:
+def _run_trace(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     from ..workloads import replay as rp
     from ..workloads import trace as tr
     from ..workloads import vmallocinfo as vi
@@ -147,7 +150,7 @@ def _run_trace(args: argparse.Namespace) -> int:
         d["before"], d["after_file"] = before_path, after_path
         if not args.no_vmallocinfo:
             d["vmallocinfo"] = res.vmallocinfo
-        print(json.dumps(d, indent=1, default=str))
+        docs.append(d)
         return 0 if res.check_ok else 1
     print(f"{trace.path}: {trace.lines} lines, {trace.events} events ({', '.join(sorted(trace.forms)) or 'none'}), "
           f"{trace.nr_cpus} CPUs")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._args import add_cpus, add_seed, nonneg_int
+from ._args import add_cpus, add_design, add_seed, nonneg_int
 
 NAME = "trace"
 HELP = "generate an ftrace-style kprobe trace of the model running a workload"
@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ops", type=nonneg_int, default=10000, help="about this many calls (default 10000)")
     add_cpus(p, 4)
     add_seed(p, 1)
+    add_design(p, "2.6.28", "the design to trace (one)")
     p.add_argument("--out", metavar="FILE", help="write the trace here (default: standard output)")
     p.add_argument("--kprobe-events", metavar="FILE", help="also write the probe definitions here")
     p.add_argument("--vmallocinfo", metavar="FILE",
@@ -34,8 +35,11 @@ def run(args: argparse.Namespace) -> int:
     if args.ops < 0:
         print("vmapsim trace: --ops must not be negative", file=sys.stderr)
         return 2
+    if len(args.design) > 1:
+        print("vmapsim trace: --design: one design per trace", file=sys.stderr)
+        return 2
     try:
-        k, rec = generate_trace(args.workload, args.ops, args.cpus, args.seed)
+        k, rec = generate_trace(args.workload, args.ops, args.cpus, args.seed, design=args.design[0])
     except VmapError as e:
         print(f"vmapsim trace: {e}", file=sys.stderr)
         return 1

@@ -266,6 +266,16 @@ class Legacy(VmlistKernel, design=INFO):
     def _was_freed(self, addr: int) -> bool:
         return addr in self._freed
 
+    def can_place(self, addr: int, size: int) -> bool:
+        """2.6.27's rule: no vm_struct may end at or after ``addr`` and start before
+        ``addr + size`` (the vmlist walk moves past an area ending exactly at ``addr``).
+        Nothing is held back lazily; there are no blocks (the base's False for both)."""
+        self._check_place("can_place", addr, size)
+        if addr < self.VMALLOC_START or addr + size > self.VMALLOC_END + 1:
+            return False
+        i = bisect_left(self._vmlist_addrs, addr + size)  # vmlist[:i] start before addr + size
+        return i == 0 or self._vmlist[i - 1].addr + self._vmlist[i - 1].size < addr
+
     def vm_unmap_aliases(self) -> None:
         """No-op: 2.6.27 flushes at every vunmap, so no alias is ever deferred."""
         self.machine.charge(self._cpu, "vm_unmap_aliases", self.cost.call)

@@ -288,7 +288,7 @@ class Rewrite(VmlistKernel, design=INFO):
             self.free_page(p)
         return True
 
-    def vmap_blocks(self) -> list[tuple[int, int, int, int, int]]:
+    def vmap_block_states(self) -> list[tuple[int, int, int, int, int]]:
         out = [(vb.va.va_start, vb.va.va_end, cpu_id, vb.alloc_map, vb.dirty_map)
                for cpu_id, vbq in enumerate(self.vmap_block_queue) for vb in vbq.blocks.values()]
         out.sort()

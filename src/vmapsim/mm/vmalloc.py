@@ -241,7 +241,7 @@ class Kernel:
     - ``populate_vm_area(area, pages_per_node)``: allocate and map an area's pages.
     - ``place_lazy_area(addr, size)`` *design*: a lazily freed area at exactly ``addr``.
     - ``place_vmap_block(addr)`` *design*: a vmap block at exactly ``addr``.
-    - ``vmap_blocks()`` *design*: every vmap block with its owner CPU and page states.
+    - ``vmap_block_states()`` *design*: every vmap block with its owner CPU and page states.
     - ``purge_vmap_area_lazy()`` *design*: purge every lazily freed area now.
     - ``vmallocinfo_areas()`` *design*: what /proc/vmallocinfo prints, in its order;
       ``vmallocinfo(style)`` renders it in the design's dialect or the other one.
@@ -514,7 +514,7 @@ class Kernel:
         _check_addr("place_vmap_block", addr)
         return False
 
-    def vmap_blocks(self) -> list[tuple[int, int, int, int, int]]:
+    def vmap_block_states(self) -> list[tuple[int, int, int, int, int]]:
         """*design*: every vmap block as ``(start, end, cpu, used, dirty)`` in address
         order: the CPU whose queue owns it, and two bitmaps over its pages (bit i = page
         i): handed out by vb_alloc(), and of those, freed but still mapped (awaiting a

@@ -10,12 +10,12 @@ initializing vmalloc"), after which the areas are found through ``va->vm``.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import InvariantError
 from ..hw.locks import RWLock
-from .vmalloc import Kernel, vm_line, vm_struct
+from .vmalloc import Kernel, vm_struct
 
 
 class VmlistKernel(Kernel):
@@ -63,14 +63,24 @@ class VmlistKernel(Kernel):
         area.next = None
         return i + 1
 
-    def vmallocinfo(self) -> str:
-        """/proc/vmallocinfo as 2.6.28 prints it (one line per vmlist entry)."""
+    def vmallocinfo_areas(self) -> Iterator[tuple[int, int, str, vm_struct | None]]:
+        """The vm_structs on vmlist, in address order (a design with vmap blocks or lazy
+        freeing adds its own lines)."""
+        for v in list(self._vmlist):
+            yield v.addr, v.addr + v.size, "vm", v
+
+    def vmallocinfo(self, style: str | None = None) -> str:
+        """/proc/vmallocinfo; in 2.6.28's own dialect (one line per vmlist entry) under
+        read_lock(&vmlist_lock), as s_start()/s_stop() take it. The modern dialect is
+        the model's rendering, not a 2.6 kernel's: it takes no lock."""
+        if (self.vmallocinfo_style if style is None else style) != "2.6":
+            return super().vmallocinfo(style)
         cpu = self._cpu
         self.vmlist_lock.read_lock(cpu)
-        nodes = self.machine.mem.nodes
-        lines = [vm_line(v, nodes) for v in self._vmlist]
-        self.vmlist_lock.read_unlock(cpu)
-        return "".join(line + "\n" for line in lines)
+        try:
+            return super().vmallocinfo(style)
+        finally:
+            self.vmlist_lock.read_unlock(cpu)
 
     def _check_vm_structs(self) -> None:
         super()._check_vm_structs()

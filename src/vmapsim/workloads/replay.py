@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import ConfigError, VmapError
 from ..mm import designs
-from ..mm.constants import GFP_KERNEL, PAGE_KERNEL, PAGE_SIZE, VM_ALLOC, VMAP_MAX_ALLOC
+from ..mm.constants import GFP_KERNEL, PAGE_SIZE, VM_ALLOC, VMAP_MAX_ALLOC
 from ..mm.vmalloc import Kernel
 from . import vmallocinfo as vi
 from .trace import ALLOC, FLUSH, FREE, MAP_RAM, PURGE, UNMAP_ALIASES, UNMAP_RAM, VFREE, Op, Trace
@@ -234,7 +234,7 @@ class _Replayer:
         self.pool = [p for p in (k.alloc_page() for _ in range(VMAP_MAX_ALLOC)) if p is not None]
         self.big_pool: list[Any] = []
         self.klazy = 0
-        self.via_vmap = False  # the design has no vm_map_ram: replay it as vmap()
+        self.via_vmap = not k.has_vm_map_ram  # the design has no vm_map_ram: replay it as vmap()
         self.unmade: set[int] = set()  # kernel vm_map_ram addresses the model failed to map
 
     def mismatch(self, op: Op, kern: int, model: int | None) -> None:
@@ -268,8 +268,8 @@ class _Replayer:
                     res.kernel_purges += 1
                     if op.a:  # the tracepoint's num_purged
                         self.klazy = 0
-                    if self.follow and int(getattr(k, "vmap_lazy_nr", 0)):
-                        k.purge_vmap_area_lazy()  # type: ignore[attr-defined]
+                    if self.follow and k.vmap_lazy_nr:
+                        k.purge_vmap_area_lazy()
                 elif kind == FLUSH:
                     res.kernel_flushes += 1
                     self.klazy = 0
@@ -278,8 +278,8 @@ class _Replayer:
             except VmapError as e:
                 res.errors[f"{type(e).__name__}: {str(e).split(' (')[0][:80]}"] += 1
             if i % every == 0:
-                res.lazy.append((op.lineno, self.klazy, int(getattr(k, "vmap_lazy_nr", 0))))
-        res.lazy.append((ops[-1].lineno if ops else 0, self.klazy, int(getattr(k, "vmap_lazy_nr", 0))))
+                res.lazy.append((op.lineno, self.klazy, k.vmap_lazy_nr))
+        res.lazy.append((ops[-1].lineno if ops else 0, self.klazy, k.vmap_lazy_nr))
 
     def alloc(self, op: Op, i: int) -> None:
         k, res = self.k, self.res
@@ -316,17 +316,11 @@ class _Replayer:
                 area.phys_addr = hint.phys
         npages = (hint.pages or 0) if hint is not None else (size // PAGE_SIZE - 1 if vfreed else 0)
         if npages and area.flags & VM_ALLOC:
-            counts = hint.nodes if hint is not None and hint.nodes else {-1: npages}
-            pages = []
-            for node, n in counts.items():
+            counts: dict[int, int] = {}
+            for node, n in (hint.nodes if hint is not None and hint.nodes else {-1: npages}).items():
                 node = node if node < k.machine.mem.nodes else -1
-                for _ in range(n):
-                    p = k._alloc_page(node, GFP_KERNEL)
-                    if p is not None:
-                        pages.append(p)
-            area.pages = pages
-            area.nr_pages = len(pages)
-            k.vmap_page_range_(area.addr, pages, PAGE_KERNEL)
+                counts[node] = counts.get(node, 0) + n
+            k.populate_vm_area(area, counts)
 
     def free(self, op: Op) -> None:
         k, res = self.k, self.res
@@ -371,18 +365,18 @@ class _Replayer:
             self.blocks.add(op.block[0])
         maddr = None
         if not self.via_vmap:
-            try:
-                maddr = k.vm_map_ram(pool, count, node)
-            except NotImplementedError:  # UnsupportedError: a design without vm_map_ram
-                self.via_vmap = True
-        if self.via_vmap:
+            maddr = k.vm_map_ram(pool, count, node)
+        else:
             # 2.6.27 had no vm_map_ram; XFS mapped its multi-page buffers with vmap()
             res.notes["vm_map_ram replayed as vmap() (the design has no vm_map_ram)"] += 1
             maddr = k.vmap(pool, count)
         if not op.start:
             res.kernel_failed += 1
             if maddr is not None:
-                k.vm_unmap_ram(maddr, count)
+                if self.via_vmap:
+                    k.vunmap(maddr)
+                else:
+                    k.vm_unmap_ram(maddr, count)
             return
         res.map_compared += 1
         if maddr is None:
@@ -392,7 +386,7 @@ class _Replayer:
             return
         if maddr == op.start + self.delta:
             res.map_matched += 1
-        block = getattr(k, "VMAP_BLOCK_SIZE", 0)
+        block = k.vmap_block_pages * PAGE_SIZE
         if block and op.a <= VMAP_MAX_ALLOC and (maddr - op.start - self.delta) % block == 0:
             res.map_offset_matched += 1
         if maddr != op.start + self.delta:
@@ -448,7 +442,7 @@ def replay_trace(trace: Trace, design: str = "2.6.28", before: vi.Snapshot | Non
     k, kbits = make_kernel(trace, design, block_pages, after, **kernel_kw)
     res = ReplayResult(design=k.design, cpus=k.cpus, ops=len(trace.ops), lines=trace.lines)
     res.kernel_block_pages = kbits
-    res.model_block_pages = getattr(k, "VMAP_BBMAP_BITS", None)
+    res.model_block_pages = k.vmap_block_pages or None
     kbase = trace.vstart
     if kbase is None:
         snap = before or after

@@ -376,39 +376,59 @@ def read_trace(path: str, skip_bad: bool = False) -> Trace:
 
 # -- generating traces from the model ----------------------------------------------------
 class TraceRecorder:
-    """Record the model's vmalloc-layer calls as kprobe events in the real captures' format.
+    """Record the model's vmalloc-layer events as kprobe events in the real captures' format.
 
-    Wraps the Kernel's methods on the instance (the kernel code is unchanged): every
-    call the model makes internally goes through the wrappers too, as a kprobe sees
-    every call. Timestamps are a global clock of simulated time (ns -> s).
+    Sets ``k.tracer``: the kernel fires its tracepoints (``Kernel.trace()``) where the
+    real captures' kprobes sit, internal calls included, as a kprobe sees every call.
+    Works on any design that fires them (``k.tracepoints``); a design without vm_map_ram
+    or lazy freeing simply has fewer kinds of lines. ``close()`` (or a ``with`` block)
+    stops recording. Timestamps are a global clock of simulated time (ns -> s).
     """
 
     def __init__(self, k: Kernel, out: TextIO | None = None, comm: str = "vmapsim") -> None:
-        if not hasattr(k, "alloc_vmap_area"):
-            raise ConfigError(f"trace generation needs the rewrite design's alloc_vmap_area "
-                              f"(design {k.design!r} has none)")
+        known = {event for event, _ in KPROBE_FORMS.values()}
+        if not known & k.tracepoints:
+            raise ConfigError(f"design {k.design!r} fires none of the captures' tracepoints "
+                              f"({', '.join(sorted(known))}): nothing to record")
+        if k.tracer is not None:
+            raise ConfigError("this kernel already has a tracer")
         self.k = k
         self.lines: list[str] = []
         self.out = out
         self.comm = comm
         self.ts = 0.0
         self.events = 0
-        self._in_map = 0
-        self._wrap("alloc_vmap_area", self._alloc)
-        self._wrap("free_unmap_vmap_area_noflush", self._free)
-        self._wrap("purge_vmap_area_lazy__", self._purge)
-        self._wrap("vfree", self._vfree)
-        self._wrap("vm_map_ram", self._map_ram)
-        self._wrap("vm_unmap_ram", self._unmap_ram)
-        self._wrap("vm_unmap_aliases", self._unmap_aliases)
+        self._in_map = False
+        self._format: dict[str, Callable[[dict[str, int]], str]] = {
+            "alloc": self._alloc,
+            "alloc_ret": self._alloc_ret,
+            "free_noflush": self._free,
+            "purge": self._purge,
+            "flush": self._flush,
+            "purge_ret": self._purge_ret,
+            "vfree": self._vfree,
+            "map_ram": self._map_ram,
+            "map_ram_ret": self._map_ram_ret,
+            "unmap_ram": self._unmap_ram,
+            "unmap_aliases": self._unmap_aliases,
+        }
+        k.tracer = self._event
 
-    def _wrap(self, name: str, hook: Callable[..., Any]) -> None:
-        orig = getattr(self.k, name)
+    def close(self) -> None:
+        """Stop recording (the kernel's tracer is removed)."""
+        if self.k.tracer == self._event:
+            self.k.tracer = None
 
-        def wrapper(*args: Any, **kw: Any) -> Any:
-            return hook(orig, *args, **kw)
+    def __enter__(self) -> TraceRecorder:
+        return self
 
-        setattr(self.k, name, wrapper)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _event(self, event: str, fields: dict[str, int]) -> None:
+        fmt = self._format.get(event)
+        if fmt is not None:
+            self.emit(event, fmt(fields))
 
     def emit(self, event: str, body: str) -> None:
         cpu = self.k.this_cpu
@@ -430,59 +450,53 @@ class TraceRecorder:
     def text(self) -> str:
         return self.header() + "".join(line + "\n" for line in self.lines)
 
-    # hooks
-    def _alloc(self, orig: Callable[..., Any], size: int, align: int, vstart: int, vend: int,
-               node: int) -> Any:
-        self.emit("alloc", f"(alloc_vmap_area+0x0/0x880) size={size:#x} align={align:#x} "
-                  f"vstart={vstart:#x} vend={vend:#x}")
-        va = orig(size, align, vstart, vend, node)
+    # one formatter per event: the probe's own line as the captures print it
+    @staticmethod
+    def _alloc(f: dict[str, int]) -> str:
+        return (f"(alloc_vmap_area+0x0/0x880) size={f['size']:#x} align={f['align']:#x} "
+                f"vstart={f['vstart']:#x} vend={f['vend']:#x}")
+
+    def _alloc_ret(self, f: dict[str, int]) -> str:
         caller = "vm_map_ram+0x2bb/0x980" if self._in_map else "__get_vm_area_node+0xb1/0x150"
-        s, e = (va.va_start, va.va_end) if va is not None else ((1 << 64) - 16, 0)
-        self.emit("alloc_ret", f"({caller} <- alloc_vmap_area) va_start={s:#x} va_end={e:#x}")
-        return va
+        # a failed call returns ERR_PTR(-EBUSY); the probe reads +8 of it as 0
+        s, e = (f["va_start"], f["va_end"]) if f["va_start"] else ((1 << 64) - 16, 0)
+        return f"({caller} <- alloc_vmap_area) va_start={s:#x} va_end={e:#x}"
 
-    def _free(self, orig: Callable[..., Any], va: Any) -> Any:
-        self.emit("free_noflush", f"(free_vmap_area_noflush+0x0/0x340) va_start={va.va_start:#x} "
-                  f"va_end={va.va_end:#x}")
-        return orig(va)
+    @staticmethod
+    def _free(f: dict[str, int]) -> str:
+        return f"(free_vmap_area_noflush+0x0/0x340) va_start={f['va_start']:#x} va_end={f['va_end']:#x}"
 
-    def _purge(self, orig: Callable[..., Any], start: int, end: int, sync: bool, force: bool) -> Any:
-        k = self.k
-        before = k.purges
-        lo, hi = start, end
-        for va in k.vmap_areas():
-            if va.flags & 0x01:  # VM_LAZY_FREE
-                lo, hi = min(lo, va.va_start), max(hi, va.va_end)
-        self.emit("purge", f"(__purge_vmap_area_lazy+0x0/0x730) start={min(start, (1 << 64) - 1):#x} end={end:#x}")
-        r = orig(start, end, sync, force)
-        if k.purges != before:
-            self.emit("flush", f"(flush_tlb_kernel_range+0x0/0xc0) start={lo:#x} end={hi:#x}")
-        self.emit("purge_ret", "(drain_vmap_area_work+0x25/0x60 <- __purge_vmap_area_lazy) "
-                  f"ret={int(k.purges != before)}")
-        return r
+    @staticmethod
+    def _purge(f: dict[str, int]) -> str:
+        return f"(__purge_vmap_area_lazy+0x0/0x730) start={min(f['start'], (1 << 64) - 1):#x} end={f['end']:#x}"
 
-    def _vfree(self, orig: Callable[..., Any], addr: Any) -> Any:
-        self.emit("vfree", f"(vfree+0x0/0xa0) addr={(addr or 0):#x}")
-        return orig(addr)
+    @staticmethod
+    def _flush(f: dict[str, int]) -> str:
+        return f"(flush_tlb_kernel_range+0x0/0xc0) start={f['start']:#x} end={f['end']:#x}"
 
-    def _map_ram(self, orig: Callable[..., Any], pages: Any, count: int, node: int = -1,
-                 prot: int = PAGE_KERNEL) -> Any:
-        self.emit("map_ram", f"(vm_map_ram+0x0/0x980) count={count} node={node}")
-        self._in_map += 1
-        try:
-            addr = orig(pages, count, node, prot)
-        finally:
-            self._in_map -= 1
-        self.emit("map_ram_ret", f"(vmapsim_workload+0x54/0xe0 <- vm_map_ram) addr={(addr or 0):#x}")
-        return addr
+    @staticmethod
+    def _purge_ret(f: dict[str, int]) -> str:
+        return f"(drain_vmap_area_work+0x25/0x60 <- __purge_vmap_area_lazy) ret={f['ret']}"
 
-    def _unmap_ram(self, orig: Callable[..., Any], mem: int, count: int) -> Any:
-        self.emit("unmap_ram", f"(vm_unmap_ram+0x0/0x1c0) addr={mem:#x} count={count}")
-        return orig(mem, count)
+    @staticmethod
+    def _vfree(f: dict[str, int]) -> str:
+        return f"(vfree+0x0/0xa0) addr={f['addr']:#x}"
 
-    def _unmap_aliases(self, orig: Callable[..., Any]) -> Any:
-        self.emit("unmap_aliases", "(vm_unmap_aliases+0x0/0x90)")
-        return orig()
+    def _map_ram(self, f: dict[str, int]) -> str:
+        self._in_map = True  # vm_map_ram() does not nest: its allocations are its own
+        return f"(vm_map_ram+0x0/0x980) count={f['count']} node={f['node']}"
+
+    def _map_ram_ret(self, f: dict[str, int]) -> str:
+        self._in_map = False
+        return f"(vmapsim_workload+0x54/0xe0 <- vm_map_ram) addr={f['addr']:#x}"
+
+    @staticmethod
+    def _unmap_ram(f: dict[str, int]) -> str:
+        return f"(vm_unmap_ram+0x0/0x1c0) addr={f['addr']:#x} count={f['count']}"
+
+    @staticmethod
+    def _unmap_aliases(f: dict[str, int]) -> str:
+        return "(vm_unmap_aliases+0x0/0x90)"
 
 
 # -- workloads for generated traces --------------------------------------------------------
@@ -601,10 +615,11 @@ def run_workload(k: Kernel, name: str, ops: int, seed: int = 1, cleanup: bool = 
 
 
 def generate_trace(workload: str = "mixed", ops: int = 10000, cpus: int = 4, seed: int = 1,
-                   out: TextIO | None = None, **kernel_kw: Any) -> tuple[Kernel, TraceRecorder]:
-    """Run a workload on a fresh rewrite-design Kernel while recording its trace."""
-    k = Kernel(cpus=cpus, design="rewrite", **kernel_kw)
-    rec = TraceRecorder(k, out)
-    for _ in run_workload(k, workload, ops, seed):
-        pass
+                   out: TextIO | None = None, design: str = "2.6.28",
+                   **kernel_kw: Any) -> tuple[Kernel, TraceRecorder]:
+    """Run a workload on a fresh Kernel of ``design`` while recording its trace."""
+    k = Kernel(cpus=cpus, design=design, **kernel_kw)
+    with TraceRecorder(k, out) as rec:
+        for _ in run_workload(k, workload, ops, seed):
+            pass
     return k, rec

@@ -29,20 +29,16 @@ from typing import Any
 from ..errors import ConfigError, VmapError
 from ..mm import designs
 from ..mm.constants import (
-    GFP_KERNEL,
     PAGE_KERNEL,
     PAGE_SIZE,
     VM_ALLOC,
     VM_IOREMAP,
-    VM_LAZY_FREE,
-    VM_LAZY_FREEING,
     VM_MAP,
     VM_USERMAP,
-    VM_VM_AREA,
     VM_VPAGES,
     VMAP_MAX_ALLOC,
 )
-from ..mm.vmalloc import Kernel, vm_line, vm_struct
+from ..mm.vmalloc import Kernel
 from . import InputFormatError
 
 GIB = 1 << 30
@@ -306,49 +302,11 @@ def compare(captured: Snapshot | list[Area], model: Snapshot | list[Area]) -> di
 
 
 # -- the model's state in the modern format ----------------------------------------------
-def _area_vm(a: Any) -> vm_struct | None:
-    vm = getattr(a, "vm", None)
-    if isinstance(vm, vm_struct):
-        return vm
-    if a.flags & VM_VM_AREA and isinstance(getattr(a, "private", None), vm_struct):
-        return a.private  # type: ignore[no-any-return]
-    return None
-
-
-def _is_lazy(a: Any) -> bool:
-    return hasattr(a, "private") and bool(a.flags & (VM_LAZY_FREE | VM_LAZY_FREEING))
-
-
-def _is_ram(k: Kernel, a: Any) -> bool:
-    priv = getattr(a, "private", None)
-    if type(priv).__name__ == "vmap_block":
-        return True
-    return a.va_start in getattr(k, "_ram_maps", ())
-
-
 def render_modern(k: Kernel) -> str:
-    """The model's /proc/vmallocinfo in the modern format: busy areas in address order
-    (vm_structs, then ``vm_map_ram`` for vmap blocks and large vm_map_ram areas), then an
-    ``unpurged vm_area`` line per lazily freed area, as s_show()/show_purge_info() do.
-
-    Deviation from 6.1: the kernel coalesces adjacent lazy areas in its purge tree before
-    printing; 2.6.28 (the model) keeps them apart, so there is one line per freed area.
-    """
-    nodes = k.machine.mem.nodes
-    out: list[str] = []
-    lazy: list[Any] = []
-    for a in k.vmap_areas():
-        if _is_lazy(a):
-            lazy.append(a)
-            continue
-        vm = _area_vm(a)
-        if vm is not None:
-            out.append(vm_line(vm, nodes, modern=True))
-        elif _is_ram(k, a):
-            out.append(f"0x{a.va_start:016x}-0x{a.va_end:016x} {a.va_end - a.va_start:7d} vm_map_ram")
-    for a in lazy:
-        out.append(f"0x{a.va_start:016x}-0x{a.va_end:016x} {a.va_end - a.va_start:7d} unpurged vm_area")
-    return "".join(line + "\n" for line in out)
+    """The model's /proc/vmallocinfo in the modern format (busy areas in address order,
+    ``vm_map_ram`` lines for vmap blocks and large vm_map_ram areas, then an ``unpurged
+    vm_area`` line per lazily freed area), as the design renders it."""
+    return k.vmallocinfo("modern")
 
 
 def model_summary(k: Kernel) -> dict[str, Any]:
@@ -356,33 +314,13 @@ def model_summary(k: Kernel) -> dict[str, Any]:
     snap = parse_vmallocinfo(render_modern(k), "<model>")
     s = summarize(snap)
     s["pages_mapped"] = len(k.machine.pte)
-    s["lazy_pages"] = int(getattr(k, "vmap_lazy_nr", 0))
+    s["lazy_pages"] = k.vmap_lazy_nr
     s["largest_gap"] = largest_gap([(a.va_start, a.va_end) for a in k.vmap_areas()],
                                    k.VMALLOC_START, k.VMALLOC_END + 1)
     return s
 
 
 # -- rebuilding a population on the model ----------------------------------------------
-def nr_cpus_config_for(k_vmalloc_pages: int, bits: int, cpus: int) -> int | None:
-    """The ``nr_cpus_config`` that makes the rewrite design's VMAP_BBMAP_BITS == ``bits``.
-
-    Both the kernel and the model derive VMAP_BBMAP_BITS from VMALLOC_SPACE (a fixed
-    128 GiB guess on 64-bit): pass ``VMALLOC_PAGES``. None if impossible.
-    """
-    if bits & (bits - 1) or not 2 * VMAP_MAX_ALLOC <= bits <= 1024:
-        return None
-
-    def bits_for(n: int) -> int:
-        b = min(1024, max(2 * VMAP_MAX_ALLOC, k_vmalloc_pages // n // 16))
-        return 1 << (b.bit_length() - 1)
-
-    n = max(cpus, k_vmalloc_pages // (16 * bits))
-    for cand in (n, n - 1, n + 1, max(cpus, n // 2)):
-        if cand >= cpus and bits_for(cand) == bits:
-            return cand
-    return None
-
-
 @dataclass
 class RebuildReport:
     """What rebuild() did: placed areas, what it could not model and why."""
@@ -395,8 +333,7 @@ class RebuildReport:
     notes: Counter[str] = field(default_factory=Counter)  # partial modelling -> areas
     purges: int = 0
     kernel_base: int | None = None
-    held_pages: list[Any] = field(default_factory=list)
-    lazy: dict[int, Any] = field(default_factory=dict)  # line -> vmap_area freed lazily
+    held_pages: list[Any] = field(default_factory=list)  # pages of vmap()ed areas
 
     def lines(self) -> list[str]:
         out = [f"rebuilt {sum(self.by_kind.values())} areas: "
@@ -442,17 +379,18 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
     Real addresses are rebased from ``kernel_base`` (default: the lowest area rounded
     down to 1 GiB, the alignment of x86_64's randomized vmalloc base) to
     ``k.VMALLOC_START``. All placements are planned and checked (free range, memory)
-    before the first is applied. vm_structs come from ``get_vm_area_node__`` at their
-    exact range; pages from their node (``N<n>=``); ``unpurged vm_area`` lines become
-    lazily freed vmap_areas; ``vm_map_ram`` lines become full vmap blocks holding one
-    live page (vmallocinfo does not say how full a block is).
+    before the first is applied. The design places each area where the snapshot has it:
+    vm_structs with ``place_vm_area`` (their pages from their node, ``N<n>=``, with
+    ``populate_vm_area``), ``unpurged vm_area`` lines with ``place_lazy_area``,
+    ``vm_map_ram`` lines with ``place_vmap_block`` (a full block holding one live page:
+    vmallocinfo does not say how full a block is).
     """
     areas = snap.areas if isinstance(snap, Snapshot) else list(snap)
     if hashed is None:
         hashed = snap.hashed if isinstance(snap, Snapshot) else False
     rep = RebuildReport()
-    has_lazy = hasattr(k, "alloc_vmap_area") and hasattr(k, "free_unmap_vmap_area")
-    block = int(getattr(k, "VMAP_BLOCK_SIZE", 0))
+    has_lazy = k.has_lazy_free
+    block = k.vmap_block_pages * PAGE_SIZE
     nodes = k.machine.mem.nodes
     existing = sorted((a.va_start, a.va_end) for a in k.vmap_areas())
     lo, hi = k.VMALLOC_START, k.VMALLOC_END + 1
@@ -466,16 +404,6 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
         rep.kernel_base = kernel_base
         where = {a.lineno: a.start - kernel_base + lo for a in areas}
 
-    import bisect
-
-    starts = [s for s, _ in existing]
-
-    def clashes(addr: int, size: int) -> bool:
-        # an existing area clashes if it overlaps, or ends less than a page before addr:
-        # the model's allocator keeps that gap after every area it skips.
-        i = bisect.bisect_right(starts, addr + size - 1)
-        return i > 0 and existing[i - 1][1] + PAGE_SIZE > addr
-
     plan: list[tuple[int, Area]] = []
     need = 0
     for a in areas:
@@ -483,7 +411,7 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
         reason = None
         if addr < lo or addr + a.size > hi:
             reason = "area outside the model's vmalloc space (e.g. module space)"
-        elif clashes(addr, a.size):
+        elif not k.can_place(addr, a.size):
             reason = "range already busy in the model"
         elif a.kind == "unpurged" and not has_lazy:
             reason = f"unpurged area (design {k.design!r} has no lazy freeing)"
@@ -507,7 +435,7 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
             elif a.flags & VM_MAP and not a.flags & VM_ALLOC:
                 need += a.pages or a.size // PAGE_SIZE - 1
         elif a.kind == "vm_map_ram":
-            need += VMAP_MAX_ALLOC
+            need += VMAP_MAX_ALLOC  # what vm_map_ram() may map at once while filling the block
         plan.append((addr, a))
     if need > k.nr_free_pages():
         raise ConfigError(f"rebuilding needs {need} pages, the model has {k.nr_free_pages()} free")
@@ -515,7 +443,7 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
     old_cpu = k.this_cpu.id
     k.set_cpu(cpu)
     try:
-        plan.sort(key=lambda p: -p[0])  # descending: see _place_vm
+        plan.sort(key=lambda p: -p[0])  # descending: see _place
         for addr, a in plan:
             ok = _place(k, a, addr, rep)
             if ok:
@@ -525,8 +453,6 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
                     rep.laid_out += 1
                 else:
                     rep.exact += 1
-        for line in sorted(rep.lazy, key=lambda ln: rep.placed[ln]):
-            k.free_unmap_vmap_area(rep.lazy[line])  # type: ignore[attr-defined]
     finally:
         k.set_cpu(old_cpu)
     rep.purges = k.purges - purges0
@@ -535,21 +461,21 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
 
 def _place(k: Kernel, a: Area, addr: int, rep: RebuildReport) -> bool:
     """Apply one planned placement. Areas are placed from the highest address down: the
-    model's 2.6.28 allocator refuses to put a new area right after a busy one (its
-    one-page gap), while modern kernels (no gap) pack areas back to back; placed in
-    descending order every snapshot area lands on its own range."""
+    2.6 allocators refuse to put a new area right after a busy one (their one-page
+    gap), while modern kernels (no gap) pack areas back to back; placed in descending
+    order every snapshot area lands on its own range."""
     if a.kind == "unpurged":
-        va = k.alloc_vmap_area(a.size, PAGE_SIZE, addr, addr + a.size, -1)  # type: ignore[attr-defined]
-        if va is None or va.va_start != addr:
+        if not k.place_lazy_area(addr, a.size):
             raise VmapError(f"rebuild: the model refused the planned range {addr:#x} (line {a.lineno})")
-        rep.lazy[a.lineno] = va
         return True
     if a.kind == "vm_map_ram":
-        return _place_block(k, a, addr, rep)
+        if not k.place_vmap_block(addr):
+            rep.skipped["vm_map_ram block (CPU already had a partly used block)"] += 1
+            return False
+        return True
     flags = a.flags
-    area = k.get_vm_area_node__(a.size - PAGE_SIZE, flags, addr, addr + a.size, -1, GFP_KERNEL,
-                                a.caller, align=PAGE_SIZE)
-    if area is None or area.addr != addr:
+    area = k.place_vm_area(addr, a.size, flags, a.caller)
+    if area is None:
         raise VmapError(f"rebuild: the model refused the planned range {addr:#x} (line {a.lineno})")
     if a.phys:
         area.phys_addr = a.phys
@@ -561,17 +487,9 @@ def _place(k: Kernel, a: Area, addr: int, rep: RebuildReport) -> bool:
         area.flags &= ~VM_VPAGES
         rep.notes["vpages: page array area not identified, flag dropped"] += 1
     if flags & VM_ALLOC and a.pages:
-        counts = a.nodes or {-1: a.pages}
-        pages = []
-        for node, n in sorted(counts.items()):
-            for _ in range(n):
-                p = k._alloc_page(node, GFP_KERNEL)
-                assert p is not None, "memory was checked before applying"
-                pages.append(p)
-        area.pages = pages
-        area.nr_pages = len(pages)
-        if k.vmap_page_range_(addr, pages, PAGE_KERNEL):
-            raise VmapError(f"rebuild: mapping the pages of line {a.lineno} failed")
+        got = k.populate_vm_area(area, a.nodes or {-1: a.pages})
+        if len(got) != a.pages:
+            raise VmapError(f"rebuild: the model ran out of pages for line {a.lineno}")
     elif flags & VM_MAP:
         n = a.pages or a.size // PAGE_SIZE - 1
         node = next(iter(a.nodes), -1)
@@ -585,57 +503,6 @@ def _place(k: Kernel, a: Area, addr: int, rep: RebuildReport) -> bool:
     elif a.pages:
         rep.notes["pages= on a non-vmalloc, non-vmap area (pages not modelled)"] += 1
     return True
-
-
-def _place_block(k: Kernel, a: Area, addr: int, rep: RebuildReport) -> bool:
-    """A vmap block at ``addr``: vm_map_ram() creates it there (its new_vmap_block()
-    searches from VMALLOC_START, pointed at ``addr`` for the one call), then mappings
-    fill it and all but a one-page mapping are unmapped again."""
-    bits = k.VMAP_BBMAP_BITS  # type: ignore[attr-defined]
-    held = [k.alloc_page() for _ in range(VMAP_MAX_ALLOC)]
-    maps: list[tuple[int, int]] = []
-    saved = k.VMALLOC_START
-    k.VMALLOC_START = addr
-    try:
-        first = k.vm_map_ram(held, VMAP_MAX_ALLOC)  # type: ignore[arg-type]
-    finally:
-        k.VMALLOC_START = saved
-    ok = first is not None and addr <= first < addr + a.size
-    if first is not None:
-        maps.append((first, VMAP_MAX_ALLOC))
-    left = bits - VMAP_MAX_ALLOC
-    counts: list[int] = []
-    while left > VMAP_MAX_ALLOC:
-        counts.append(VMAP_MAX_ALLOC)
-        left -= VMAP_MAX_ALLOC
-    c = VMAP_MAX_ALLOC // 2
-    while left and c:
-        if left - c >= 1 and c <= left:
-            counts.append(c)
-            left -= c
-        c //= 2
-    counts += [1] * left
-    if ok:
-        for c in counts:
-            m = k.vm_map_ram(held, c)  # type: ignore[arg-type]
-            if m is None or not addr <= m < addr + a.size:
-                ok = False
-                if m is not None:
-                    maps.append((m, c))
-                break
-            maps.append((m, c))
-    keep = maps[-1] if ok else None
-    for m, c in maps:
-        if (m, c) != keep:
-            k.vm_unmap_ram(m, c)
-    for i, p in enumerate(held):
-        if ok and i == 0:
-            rep.held_pages.append(p)
-        else:
-            k.free_page(p)  # type: ignore[arg-type]
-    if not ok:
-        rep.skipped["vm_map_ram block (CPU already had a partly used block)"] += 1
-    return ok
 
 
 def kernel_for(snap: Snapshot, design: str = "2.6.28", cpus: int = 2, **kw: Any) -> Kernel:
