@@ -510,6 +510,11 @@ def run_workload(k: Kernel, name: str, ops: int, seed: int = 1, cleanup: bool = 
     calls done so far from time to time. Deterministic for a given seed. Without
     ``cleanup`` the areas still alive at the end are left in place (for pictures)."""
     rng = random.Random(seed)
+    map_ram: Callable[[Any, int], int | None] = k.vm_map_ram
+    unmap_ram: Callable[[int, int], None] = k.vm_unmap_ram
+    if not k.has_vm_map_ram:  # before 2.6.28 there was no vm_map_ram: XFS mapped its buffers with vmap()
+        map_ram = k.vmap
+        unmap_ram = lambda addr, n: k.vunmap(addr)  # noqa: E731
     ncpu = k.cpus
     done = 0
     if name == "forkstorm":
@@ -540,10 +545,10 @@ def run_workload(k: Kernel, name: str, ops: int, seed: int = 1, cleanup: bool = 
             k.set_cpu(cpu)
             if len(bufs) >= cap or (bufs and rng.random() < 0.4):
                 addr, c = bufs.pop(rng.randrange(min(len(bufs), 8)))
-                k.vm_unmap_ram(addr, c)
+                unmap_ram(addr, c)
             else:
                 i = rng.randrange(len(pool) - 16)
-                got = k.vm_map_ram(pool[i:i + 16], 16)
+                got = map_ram(pool[i:i + 16], 16)
                 if got is not None:
                     bufs.append((got, 16))
             done += 1
@@ -554,7 +559,7 @@ def run_workload(k: Kernel, name: str, ops: int, seed: int = 1, cleanup: bool = 
                 yield done
         if cleanup:
             for addr, c in bufs:
-                k.vm_unmap_ram(addr, c)
+                unmap_ram(addr, c)
             for p in pool:
                 k.free_page(p)
         yield done
@@ -582,11 +587,11 @@ def run_workload(k: Kernel, name: str, ops: int, seed: int = 1, cleanup: bool = 
                 k.vunmap(vmaps.pop(rng.randrange(len(vmaps))))
             elif r < 0.8:
                 n = rng.choice((1, 2, 4, 8, 16, 100))
-                a = k.vm_map_ram(pool[:n], n)
+                a = map_ram(pool[:n], n)
                 if a is not None:
                     ram.append((a, n))
             elif r < 0.95 and ram:
-                k.vm_unmap_ram(*ram.pop(rng.randrange(len(ram))))
+                unmap_ram(*ram.pop(rng.randrange(len(ram))))
             elif r < 0.98:
                 area = k.get_vm_area(rng.randint(1, 64) * PAGE_SIZE, VM_IOREMAP)
                 if area is not None:
@@ -604,7 +609,7 @@ def run_workload(k: Kernel, name: str, ops: int, seed: int = 1, cleanup: bool = 
             for a in vmaps:
                 k.vunmap(a)
             for a, n in ram:
-                k.vm_unmap_ram(a, n)
+                unmap_ram(a, n)
             for area in io:
                 k.free_vm_area(area)
             for p in pool:
