@@ -245,6 +245,23 @@ class Linux61(Kernel, design=INFO):
     def vmap_block_pages(self) -> int:
         return self.VMAP_BBMAP_BITS
 
+    def vmap_block_states(self) -> list[tuple[int, int, int, int, int]]:
+        """6.1 keeps no bitmaps: "used" is every page below the bump pointer, "dirty"
+        those of them no live mapping holds (freed, awaiting a flush)."""
+        out = []
+        live = self._live
+        for vb in self.vmap_blocks.values():
+            start = vb.va.va_start
+            used = self.VMAP_BBMAP_BITS - vb.free
+            vpn = start >> PAGE_SHIFT
+            dirty = 0
+            for i in range(used):
+                if vpn + i not in live:
+                    dirty |= 1 << i
+            out.append((start, vb.va.va_end, vb.cpu, (1 << used) - 1, dirty))
+        out.sort()
+        return out
+
     def vmap_block_for(self, addr: int) -> VmapBlockInfo | None:
         vb = self.vmap_blocks.get(self.addr_to_vb_idx(addr))
         if vb is None or not vb.va.va_start <= addr < vb.va.va_end:
@@ -377,6 +394,8 @@ class Linux61(Kernel, design=INFO):
             if self.machine.printk_ratelimit(cpu):
                 m.warn(f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size")
             m.charge(cpu, "kmem_cache_free", self.cost.kmalloc)
+            if self.tracer is not None:
+                self.trace("alloc_ret", va_start=0, va_end=0)
             return None
         va = vmap_area(addr, addr + size)
         self.vmap_area_lock.lock(cpu)
@@ -555,6 +574,156 @@ class Linux61(Kernel, design=INFO):
 
     def _was_freed(self, addr: int) -> bool:
         return kva.find_vmap_area__(addr, self.purge_vmap_area_root) is not None
+
+    def pr_ptr(self, addr: int) -> str:
+        """``%p`` as 6.1 prints it (lib/vsprintf.c ptr_to_id, hashed since 4.15): NULL and
+        error pointers raw, else the low 32 bits of siphash_1u64(addr, ptr_key), both as
+        16 zero-padded hex digits."""
+        if not addr or addr > ULONG_MAX - 4095:  # IS_ERR_OR_NULL(ptr)
+            return f"{addr:016x}"
+        return f"{siphash_1u64(addr, self.ptr_key) & 0xFFFFFFFF:016x}"
+
+    # -- the percpu allocator's areas (CONFIG_SMP) ----------------------------------------
+    #: %pS of the function itself, as the real 6.1 capture prints it (Debian's symbol size)
+    PCPU_CALLER = "pcpu_get_vm_areas+0x0/0x1070"
+
+    def pcpu_get_vm_areas(self, offsets: Sequence[int], sizes: Sequence[int],
+                          align: int) -> list[vm_struct] | None:
+        """pcpu_get_vm_areas(offsets, sizes, nr_vms, align): congruent areas, one per group,
+        ``[base + offsets[i], + sizes[i])`` for one ``base`` found top-down from VMALLOC_END
+        in the free tree; inserted busy as VM_ALLOC areas. On failure one
+        purge_vmap_area_lazy() and a retry, then None."""
+        who = "pcpu_get_vm_areas"
+        for name, seq in (("offsets", offsets), ("sizes", sizes)):
+            if not isinstance(seq, (list, tuple)):
+                raise TypeError(f"{who}: {name} must be a list of ints, not {type(seq).__name__}")
+            for i, v in enumerate(seq):
+                _check_int(who, f"{name}[{i}]", v)
+        _check_int(who, "align", align)
+        nr_vms = len(offsets)
+        if not nr_vms or len(sizes) != nr_vms:
+            raise InvalidArgumentError(f"{who}: {nr_vms} offsets and {len(sizes)} sizes (need as many, at least one)")
+        if align <= 0 or align & (PAGE_SIZE - 1) or align & (align - 1):
+            raise InvalidArgumentError(f"kernel BUG at mm/vmalloc.c: {who}: align {align:#x} is not a "
+                                       f"page-aligned power of two")
+        last_area = 0
+        for area in range(nr_vms):
+            start = offsets[area]
+            end = start + sizes[area]
+            # Deviation: a negative or zero-size group is refused (the kernel never gets one;
+            # a zero-size vmap_area would corrupt the trees).
+            if start < 0 or sizes[area] <= 0:
+                raise InvalidArgumentError(f"{who}: group {area}: offset {start:#x} size {sizes[area]:#x}")
+            if start & (align - 1) or sizes[area] & (align - 1):
+                raise InvalidArgumentError(f"kernel BUG at mm/vmalloc.c: {who}: group {area} "
+                                           f"({start:#x}, {sizes[area]:#x}) not aligned to {align:#x}")
+            if start > offsets[last_area]:
+                last_area = area
+            for area2 in range(area + 1, nr_vms):
+                start2 = offsets[area2]
+                if start2 < end and start < start2 + sizes[area2]:
+                    raise InvalidArgumentError(f"kernel BUG at mm/vmalloc.c: {who}: groups {area} "
+                                               f"and {area2} overlap")
+        vmalloc_start = (self.VMALLOC_START + align - 1) & (ULONG_MAX ^ (align - 1))
+        vmalloc_end = self.VMALLOC_END & (ULONG_MAX ^ (align - 1))
+        last_end = offsets[last_area] + sizes[last_area]
+        m = self.machine
+        cpu = self._cpu
+        if vmalloc_end - vmalloc_start < last_end:
+            m.warn(f"WARNING: at mm/vmalloc.c: {who}: the groups span {last_end:#x}, more than "
+                   f"the vmalloc space")
+            return None
+        m.charge(cpu, "kmem_cache_zalloc", 2 * nr_vms * self.cost.kmalloc)  # vas[], vms[]
+        free = self.free_vmap_area_root
+        flock = self.free_vmap_area_lock
+        purged = False
+        while True:  # retry:
+            flock.lock(cpu)
+            base = self._pcpu_find_base(offsets, sizes, align, last_area, last_end, vmalloc_start)
+            if base is not None:
+                vas: list[vmap_area] = []
+                for area in range(nr_vms):
+                    start = (base + offsets[area]) & ULONG_MAX
+                    va = kva.pvm_find_va_enclose_addr(start, free)
+                    if va is None or kva.adjust_va_to_fit_type(free, va, start, sizes[area], self._take_spare):
+                        # WARN_ON_ONCE, "It is a BUG(), but trigger recovery instead."
+                        m.warn(f"WARNING: at mm/vmalloc.c: {who}: no free area at {start:#x}")
+                        for done in vas:
+                            kva.merge_or_add_vmap_area_augment(done, free)
+                        base = None
+                        break
+                    vas.append(vmap_area(start, start + sizes[area]))
+            self._charge_walk(free, who)
+            flock.unlock(cpu)
+            if base is not None:
+                break
+            if purged:  # err_free: the kernel prints nothing
+                m.warn(f"vmapsim: {who} of {nr_vms} areas failed: no base fits, even after a purge")
+                m.charge(cpu, "kfree", 2 * nr_vms * self.cost.kmalloc)
+                return None
+            self.purge_vmap_area_lazy()
+            purged = True
+        vms: list[vm_struct] = []
+        self.vmap_area_lock.lock(cpu)
+        for va in vas:
+            kva.insert_vmap_area(va, self.vmap_area_root)
+            vm = vm_struct(va.va_start, va.va_end - va.va_start, VM_ALLOC, self.PCPU_CALLER)
+            va.vm = vm  # setup_vmalloc_vm_locked()
+            vms.append(vm)
+        self._charge_walk(self.vmap_area_root, "insert_vmap_area")
+        self.vmap_area_lock.unlock(cpu)
+        return vms
+
+    def _pcpu_find_base(self, offsets: Sequence[int], sizes: Sequence[int], align: int,
+                        last_area: int, last_end: int, vmalloc_start: int) -> int | None:
+        """The scan of pcpu_get_vm_areas() (free_vmap_area_lock held): from the top, lower
+        ``base`` until every group lies inside one free area; None (overflow) if none."""
+        free = self.free_vmap_area_root
+        head = free.head
+        nr_vms = len(offsets)
+        area = term_area = last_area
+        start = offsets[area]
+        end = start + sizes[area]
+        va = kva.pvm_find_va_enclose_addr(self.VMALLOC_END & (ULONG_MAX ^ (align - 1)), free)
+        top, va = kva.pvm_determine_end_from_reverse(va, align, free, self.VMALLOC_END)
+        base = (top - end) & ULONG_MAX
+        while True:
+            # base might have underflowed: add last_end before comparing
+            if (base + last_end) & ULONG_MAX < vmalloc_start + last_end or va is None:
+                return None
+            if (base + end) & ULONG_MAX > va.va_end:
+                top, va = kva.pvm_determine_end_from_reverse(va, align, free, self.VMALLOC_END)
+                base = (top - end) & ULONG_MAX
+                term_area = area
+                continue
+            if (base + start) & ULONG_MAX < va.va_start:
+                prev = va.list_prev  # node_to_va(rb_prev(&va->rb_node))
+                top, va = kva.pvm_determine_end_from_reverse(None if prev is head else prev, align, free,
+                                                             self.VMALLOC_END)
+                base = (top - end) & ULONG_MAX
+                term_area = area
+                continue
+            area = (area + nr_vms - 1) % nr_vms
+            if area == term_area:
+                return base
+            start = offsets[area]
+            end = start + sizes[area]
+            va = kva.pvm_find_va_enclose_addr((base + end) & ULONG_MAX, free)
+
+    def pcpu_free_vm_areas(self, vms: Sequence[vm_struct]) -> None:
+        """pcpu_free_vm_areas(vms, nr_vms): free_vm_area() of each (lazily, as any area)."""
+        if not isinstance(vms, (list, tuple)):
+            raise TypeError(f"pcpu_free_vm_areas: vms must be a list of vm_struct, not {type(vms).__name__}")
+        seen: set[int] = set()
+        for i, vm in enumerate(vms):  # all checked first, so a bad list frees nothing
+            if not isinstance(vm, vm_struct):
+                raise TypeError(f"pcpu_free_vm_areas: vms[{i}] is {type(vm).__name__}, not a vm_struct")
+            if id(vm) in seen or self.find_vm_area(vm.addr) is not vm:
+                raise BadAddressError(f"kernel BUG at mm/vmalloc.c: free_vm_area: {vm.addr:#x} is not a live area")
+            seen.add(id(vm))
+        for vm in vms:
+            self.free_vm_area(vm)
+        self.machine.charge(self._cpu, "kfree", self.cost.kmalloc)
 
     # -- per-CPU vmap blocks ------------------------------------------------------------------
     def addr_to_vb_idx(self, addr: int) -> int:
