@@ -13,54 +13,74 @@ augmented fields ``sub_gap`` (pages) and ``sub_n``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from .constants import PAGE_SHIFT
-from .rbtree import RBNode
+from .rbtree import RBNode, RBRoot, rb_augment_path, rb_erase, rb_insert_color, rb_link_node, rb_prev
+
+H = TypeVar("H", bound="HoleNode[Any]")
 
 
-def hole_pages(n: Any) -> int:
+class HoleNode(RBNode[H], Generic[H]):
+    """A node of a search index: an area ``[va_start, va_end)`` in an rbtree and an
+    address-ordered list (``list_prev``/``list_next``), with the augmented fields
+    ``sub_gap`` (the largest hole before a node of its subtree, pages) and ``sub_n``
+    (the subtree's node count). Subclasses name themselves: ``class X(HoleNode["X"])``."""
+
+    __slots__ = ("va_start", "va_end", "list_prev", "list_next", "sub_gap", "sub_n")
+
+    def __init__(self, va_start: int, va_end: int) -> None:
+        RBNode.__init__(self)
+        self.va_start = va_start
+        self.va_end = va_end
+        self.list_prev: H = cast(H, self)
+        self.list_next: H = cast(H, self)
+        self.sub_gap = 0
+        self.sub_n = 1
+
+
+def hole_pages(n: HoleNode[Any]) -> int:
     """The hole before ``n`` in pages: its start minus the previous node's end (for the
     first node, its start, as the list head ends at 0; only holes after a node are
     searched). In pages, most holes are small ints that CPython shares: less memory."""
     return (n.va_start - n.list_prev.va_end) >> PAGE_SHIFT
 
 
-def hole_augment(n: RBNode) -> None:
+def hole_augment(n: HoleNode[Any]) -> None:
     """Recompute ``sub_gap``/``sub_n`` of ``n`` from its children (rb_augment callback)."""
-    g: int = (n.va_start - n.list_prev.va_end) >> PAGE_SHIFT  # type: ignore[attr-defined]  # hole_pages(n)
+    g: int = (n.va_start - n.list_prev.va_end) >> PAGE_SHIFT  # hole_pages(n)
     c = 1
     child = n.rb_left
     if child is not None:
-        c += child.sub_n  # type: ignore[attr-defined]
-        if child.sub_gap > g:  # type: ignore[attr-defined]
-            g = child.sub_gap  # type: ignore[attr-defined]
+        c += child.sub_n
+        if child.sub_gap > g:
+            g = child.sub_gap
     child = n.rb_right
     if child is not None:
-        c += child.sub_n  # type: ignore[attr-defined]
-        if child.sub_gap > g:  # type: ignore[attr-defined]
-            g = child.sub_gap  # type: ignore[attr-defined]
-    n.sub_gap = g  # type: ignore[attr-defined]
-    n.sub_n = c  # type: ignore[attr-defined]
+        c += child.sub_n
+        if child.sub_gap > g:
+            g = child.sub_gap
+    n.sub_gap = g
+    n.sub_n = c
 
 
-def rank(n: RBNode) -> int:
+def rank(n: HoleNode[Any]) -> int:
     """Position of ``n`` in address order (0-based), from the subtree counts."""
-    r = n.rb_left.sub_n if n.rb_left is not None else 0  # type: ignore[attr-defined]
+    r = n.rb_left.sub_n if n.rb_left is not None else 0
     p = n.rb_parent
     while p is not None:
         if p.rb_right is n:
-            r += 1 + (p.rb_left.sub_n if p.rb_left is not None else 0)  # type: ignore[attr-defined]
+            r += 1 + (p.rb_left.sub_n if p.rb_left is not None else 0)
         n = p
         p = n.rb_parent
     return r
 
 
-def next_with_hole(x: RBNode, need: int) -> Any:
+def next_with_hole(x: H, need: int) -> H | None:
     """The first node after ``x`` in address order whose hole before it is >= ``need``
     pages, or None."""
     t = x.rb_right
-    if t is None or t.sub_gap < need:  # type: ignore[attr-defined]
+    if t is None or t.sub_gap < need:
         t = None
         n = x
         p = n.rb_parent
@@ -69,7 +89,7 @@ def next_with_hole(x: RBNode, need: int) -> Any:
                 if hole_pages(p) >= need:
                     return p
                 r = p.rb_right
-                if r is not None and r.sub_gap >= need:  # type: ignore[attr-defined]
+                if r is not None and r.sub_gap >= need:
                     t = r
                     break
             n = p
@@ -78,16 +98,17 @@ def next_with_hole(x: RBNode, need: int) -> Any:
             return None
     while True:  # the leftmost node of t's subtree with a hole >= need
         left = t.rb_left
-        if left is not None and left.sub_gap >= need:  # type: ignore[attr-defined]
+        if left is not None and left.sub_gap >= need:
             t = left
         elif hole_pages(t) >= need:
             return t
         else:
-            t = t.rb_right  # type: ignore[assignment]
-            assert t is not None
+            right = t.rb_right
+            assert right is not None
+            t = right
 
 
-def first_end_over(root: Any, limit: int, size: int, mask: int, gap: int) -> Any:
+def first_end_over(root: RBRoot[H], limit: int, size: int, mask: int, gap: int) -> H | None:
     """The first node whose ``ALIGN(va_end + gap) + size > limit`` (ends grow with the
     address order, so a descent finds it), or None."""
     over = None
@@ -101,12 +122,10 @@ def first_end_over(root: Any, limit: int, size: int, mask: int, gap: int) -> Any
     return over
 
 
-def index_insert(root: Any, head: Any, node: Any) -> None:
+def index_insert(root: RBRoot[H], head: H, node: H) -> None:
     """Link ``node`` into the augmented tree and, after its in-order predecessor, into
     the address-ordered list that starts at ``head`` (list first: the augment callback
     reads each node's hole from ``list_prev``)."""
-    from .rbtree import rb_augment_path, rb_insert_color, rb_link_node, rb_prev
-
     parent = None
     n = root.rb_node
     left = False
@@ -121,7 +140,7 @@ def index_insert(root: Any, head: Any, node: Any) -> None:
             left = False
     rb_link_node(node, parent, root, left)
     prev = rb_prev(node)
-    after: Any = prev if prev is not None else head
+    after = prev if prev is not None else head
     nxt = after.list_next
     node.list_prev = after
     node.list_next = nxt
@@ -132,10 +151,8 @@ def index_insert(root: Any, head: Any, node: Any) -> None:
         rb_augment_path(nxt, root)  # the hole before the next node shrank
 
 
-def index_erase(root: Any, head: Any, node: Any) -> None:
+def index_erase(root: RBRoot[H], head: H, node: H) -> None:
     """Unlink ``node`` from the tree and the list; the next node's hole grows."""
-    from .rbtree import rb_augment_path, rb_erase
-
     rb_erase(node, root)
     prev, nxt = node.list_prev, node.list_next
     prev.list_next = nxt

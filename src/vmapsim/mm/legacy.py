@@ -25,8 +25,8 @@ from typing import Any
 
 from .constants import PAGE_SHIFT, PAGE_SIZE, VM_USERMAP
 from .designs import DesignInfo
-from .holes import first_end_over, hole_augment, index_erase, index_insert, next_with_hole, rank
-from .rbtree import RBNode, RBRoot
+from .holes import HoleNode, first_end_over, hole_augment, index_erase, index_insert, next_with_hole, rank
+from .rbtree import RBRoot
 from .vmalloc import vm_struct
 from .vmlist import VmlistKernel
 
@@ -53,21 +53,12 @@ class vm_area_view:  # noqa: N801 - mirrors vmap_area's field names
         return f"vm_area_view({self.va_start:#x}-{self.va_end:#x}, flags={self.flags:#x})"
 
 
-class _vm_node(RBNode):  # noqa: N801
+class _vm_node(HoleNode["_vm_node"]):  # noqa: N801
     """The model's index entry for one vm_struct on vmlist (not kernel data): lets the
     first-fit search find where 2.6.27's linear walk stops in O(log n) Python steps
     (see mm/holes.py); the walk's every node is still charged."""
 
-    __slots__ = ("va_start", "va_end", "list_prev", "list_next", "sub_gap", "sub_n")
-
-    def __init__(self, start: int, end: int) -> None:
-        RBNode.__init__(self)
-        self.va_start = start
-        self.va_end = end
-        self.list_prev: _vm_node = self
-        self.list_next: _vm_node = self
-        self.sub_gap = 0
-        self.sub_n = 1
+    __slots__ = ()
 
 
 INFO = DesignInfo(

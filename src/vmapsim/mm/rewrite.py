@@ -35,12 +35,11 @@ from .constants import (
     VMAP_MAX_ALLOC,
 )
 from .designs import DesignInfo
-from .holes import first_end_over, index_erase, index_insert
+from .holes import HoleNode, first_end_over, index_erase, index_insert
 from .holes import hole_augment as _vmap_area_augment
 from .holes import next_with_hole as _next_with_gap
 from .holes import rank as _rank
 from .rbtree import (
-    RBNode,
     RBRoot,
     rb_check,
     rb_first,
@@ -71,7 +70,7 @@ def nr_cpus_for_block_pages(bits: int, cpus: int) -> int | None:
     return None
 
 
-class vmap_area(RBNode):  # noqa: N801 - kernel type name
+class vmap_area(HoleNode["vmap_area"]):  # noqa: N801 - kernel type name
     """``struct vmap_area {va_start, va_end, flags, rb_node, list, purge_list, private}``.
 
     The rb_node is this object's own RBNode fields; ``list_next``/``list_prev`` are
@@ -79,17 +78,20 @@ class vmap_area(RBNode):  # noqa: N801 - kernel type name
     the area. ``va_seq`` numbers allocations (the model's, to check the allocator gap).
     """
 
-    __slots__ = ("va_start", "va_end", "flags", "private", "list_next", "list_prev", "va_seq",
-                 "sub_gap", "sub_n")
+    __slots__ = ("flags", "private", "va_seq")
 
     def __init__(self, va_start: int, va_end: int, seq: int) -> None:
-        RBNode.__init__(self)
+        # HoleNode.__init__ inlined (one vmap_area per allocation)
+        self.rb_parent = None
+        self.rb_left = None
+        self.rb_right = None
+        self.rb_red = True
         self.va_start = va_start
         self.va_end = va_end
         self.flags = 0
         self.private: Any = None
-        self.list_next: vmap_area = self
-        self.list_prev: vmap_area = self
+        self.list_next = self
+        self.list_prev = self
         self.va_seq = seq
         # The model's search accelerator (not in 2.6.28): over the subtree, the largest
         # hole before an area (va_start - previous va_end, see _gap) and the node count.
@@ -187,7 +189,7 @@ class Rewrite(VmlistKernel, design=INFO):
         self.vmap_area_lock = SpinLock(m, "vmap_area_lock")
         self.purge_lock = SpinLock(m, "purge_lock")
         self.vmap_block_tree_lock = SpinLock(m, "vmap_block_tree_lock")
-        self.vmap_area_root = RBRoot(_vmap_area_augment)
+        self.vmap_area_root: RBRoot[vmap_area] = RBRoot(_vmap_area_augment)
         self.vmap_area_list = vmap_area(0, 0, -1)  # list head sentinel, never in the tree
         self.vmap_block_tree: dict[int, vmap_block] = {}
         self.vmap_block_queue = [
@@ -228,12 +230,12 @@ class Rewrite(VmlistKernel, design=INFO):
         n = self.vmap_area_root.rb_node
         first = None  # the lowest area with va_end >= addr
         while n is not None:
-            if n.va_end >= addr:  # type: ignore[attr-defined]
+            if n.va_end >= addr:
                 first = n
                 n = n.rb_left
             else:
                 n = n.rb_right
-        return first is None or first.va_start >= addr + size  # type: ignore[attr-defined]
+        return first is None or first.va_start >= addr + size
 
     def place_lazy_area(self, addr: int, size: int) -> bool:
         """alloc_vmap_area() over exactly [addr, addr + size), then free_unmap_vmap_area()."""
@@ -261,7 +263,7 @@ class Rewrite(VmlistKernel, design=INFO):
                 if p is not None:
                     self.free_page(p)
             return False
-        pages: list[Page] = held  # type: ignore[assignment]
+        pages = [p for p in held if p is not None]
         if self.new_vmap_block(vstart=addr) is None:
             raise InvariantError(f"place_vmap_block: {addr:#x} was free, new_vmap_block() refused it")
         counts = [VMAP_MAX_ALLOC]
@@ -322,27 +324,27 @@ class Rewrite(VmlistKernel, design=INFO):
         visits = 0
         while n is not None:
             visits += 1
-            if addr < n.va_start:  # type: ignore[attr-defined]
+            if addr < n.va_start:
                 n = n.rb_left
-            elif addr >= n.va_end:  # type: ignore[attr-defined]
+            elif addr >= n.va_end:
                 n = n.rb_right
             else:
                 break
         self.machine.mem_access(cpu, "find_vmap_area", visits)
         lock.unlock(cpu)
-        if n is not None and n.va_start == addr:  # type: ignore[attr-defined]
-            return n  # type: ignore[return-value]
+        if n is not None and n.va_start == addr:
+            return n
         return None
 
     def _area_containing(self, addr: int) -> vmap_area | None:
         n = self.vmap_area_root.rb_node
         while n is not None:
-            if addr < n.va_start:  # type: ignore[attr-defined]
+            if addr < n.va_start:
                 n = n.rb_left
-            elif addr >= n.va_end:  # type: ignore[attr-defined]
+            elif addr >= n.va_end:
                 n = n.rb_right
             else:
-                return n  # type: ignore[return-value]
+                return n
         return None
 
     def insert_vmap_area__(self, va: vmap_area) -> None:
@@ -377,8 +379,8 @@ class Rewrite(VmlistKernel, design=INFO):
         # the first area after which the address would pass vend ends the walk too
         over = first_end_over(self.vmap_area_root, vend, size, mask, PAGE_SIZE)
         last = w.list_prev if w is not None else self.vmap_area_list.list_prev
-        if over is not None and over.va_start < last.va_start:  # type: ignore[attr-defined]
-            last = over if over.va_start >= first.va_start else first  # type: ignore[attr-defined,assignment]
+        if over is not None and over.va_start < last.va_start:
+            last = over if over.va_start >= first.va_start else first
         return last, (last.va_end + PAGE_SIZE + mask) & ~mask
 
     def alloc_vmap_area(self, size: int, align: int, vstart: int, vend: int,
@@ -409,24 +411,24 @@ class Rewrite(VmlistKernel, design=INFO):
             n = root.rb_node
             while n is not None:
                 visits += 1
-                if n.va_end >= addr:  # type: ignore[attr-defined]
-                    if first is None and n.va_start < addr + size:  # type: ignore[attr-defined]
+                if n.va_end >= addr:
+                    if first is None and n.va_start < addr + size:
                         first = n
                     n = n.rb_left
                 else:
                     first = n
                     n = n.rb_right
-            if first is not None and first.va_end < addr:  # type: ignore[attr-defined]
+            if first is not None and first.va_end < addr:
                 visits += 1
-                first = first.list_next  # type: ignore[attr-defined]  # rb_next(): the list has the same order
+                first = first.list_next  # rb_next(): the list has the same order
                 if first is self.vmap_area_list:
                     first = None
-            if first is not None and addr + size > first.va_start and addr + size <= vend:  # type: ignore[attr-defined]
+            if first is not None and addr + size > first.va_start and addr + size <= vend:
                 # 2.6.28 walks with rb_next() from ``first``, moving addr past each area
                 # it clashes with, until the hole before an area fits or addr passes vend.
                 # The model finds where that walk stops in O(log n) and charges every
                 # area the kernel visits (visits = areas walked).
-                stop, addr = self._walk_stop(first, size, mask, vend)  # type: ignore[arg-type]
+                stop, addr = self._walk_stop(first, size, mask, vend)
                 visits += _rank(stop) - _rank(first) + 1
             m.mem_access(cpu, "alloc_vmap_area", visits)
             if addr + size > vend or addr < vstart:
@@ -831,20 +833,17 @@ class Rewrite(VmlistKernel, design=INFO):
         return False
 
     def _check_design(self) -> None:
-        count = rb_check(self.vmap_area_root, lambda n: n.va_start)  # type: ignore[attr-defined]
+        count = rb_check(self.vmap_area_root, lambda n: n.va_start)
         if count != self._nr_areas:
             raise AssertionError(f"rbtree holds {count} areas, {self._nr_areas} counted")
         head = self.vmap_area_list
         va = head.list_next
-        node = None
+        node = rb_first(self.vmap_area_root)
         prev: vmap_area | None = None
         lazy = 0
         seen = 0
-        first = True
         while va is not head:
             seen += 1
-            node = rb_first(self.vmap_area_root) if first else rb_next(node)  # type: ignore[arg-type]
-            first = False
             if node is not va:
                 raise AssertionError(f"vmap_area_list out of step with the rbtree at {va.va_start:#x}")
             if va.list_next.list_prev is not va:
@@ -871,6 +870,7 @@ class Rewrite(VmlistKernel, design=INFO):
                 if not isinstance(vm, vm_struct) or vm.addr != va.va_start or vm.size != va.va_end - va.va_start:
                     raise AssertionError(f"vm_struct of {va.va_start:#x} does not match its area")
             prev = va
+            node = rb_next(va)
             va = va.list_next
         if seen != count:
             raise AssertionError(f"vmap_area_list has {seen} areas, the rbtree {count}")
