@@ -1107,7 +1107,8 @@ class Linux61(Kernel, design=INFO):
                     raise AssertionError(f"vm_map_ram mapping {addr:#x} beyond its block's bump pointer")
             else:
                 va = kva.find_vmap_area__(addr, self.vmap_area_root)
-                if va is None or va.va_start != addr or va.vm is not None:
+                if (va is None or va.va_start != addr or va.vm is not None
+                        or isinstance(va.private, vmap_block)):
                     raise AssertionError(f"large vm_map_ram mapping {addr:#x} has no busy area")
 
     def _check_no_stale_pte(self) -> None:
