@@ -253,6 +253,23 @@ def test_the_drain_is_queued_work_past_lazy_max_pages() -> None:
     k.check()
 
 
+def test_the_drain_purges_once_even_below_the_limit() -> None:
+    # 6.1's drain_vmap_area_work is a do-while: a work queued past the limit that runs
+    # after a synchronous purge still purges what was freed since
+    k = k61(cpus=1, mem_pages=64)
+    queued: list[Callable[[], None]] = []
+    k.work_scheduler = lambda cpu, name, fn: queued.append(fn)
+    a = k.get_vm_area(k.lazy_max_pages() * P, 0)
+    b = k.get_vm_area(P, 0)
+    assert a is not None and b is not None
+    k.free_vm_area(a)
+    k.purge_vmap_area_lazy()
+    k.free_vm_area(b)
+    assert len(queued) == 1 and k.vmap_lazy_nr == 2 and k.purges == 1
+    queued[0]()
+    assert k.vmap_lazy_nr == 0 and k.purges == 2 and lazy(k) == []
+
+
 def test_without_a_work_scheduler_the_drain_runs_on_the_queueing_cpu() -> None:
     k = k61(cpus=1, mem_pages=64)
     a = k.get_vm_area(k.lazy_max_pages() * P, 0)

@@ -447,15 +447,17 @@ class Linux61(Kernel, design=INFO):
         self.free_vmap_area_noflush(va)
 
     def drain_vmap_area_work(self) -> None:
-        """The drain worker: purge while vmap_lazy_nr > lazy_max_pages() (no fragmented
-        blocks purged here)."""
+        """The drain worker: purge once, then again while vmap_lazy_nr > lazy_max_pages()
+        (a do-while: it purges even if a purge since the queueing took the count below the
+        limit; no fragmented blocks purged here)."""
         cpu = self._cpu
         self.drain_pending = False
-        self.vmap_purge_lock.lock(cpu)
-        while self.vmap_lazy_nr > self.lazy_max_pages():
-            if not self.purge_vmap_area_lazy__(ULONG_MAX, 0):
+        while True:
+            self.vmap_purge_lock.lock(cpu)
+            purged = self.purge_vmap_area_lazy__(ULONG_MAX, 0)
+            self.vmap_purge_lock.unlock(cpu)
+            if not purged or self.vmap_lazy_nr <= self.lazy_max_pages():
                 break
-        self.vmap_purge_lock.unlock(cpu)
 
     def flush_tlb_kernel_range(self, start: int, end: int) -> None:
         """x86: INVLPG per page on every CPU up to 33 pages, else a full flush."""
