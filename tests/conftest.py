@@ -49,3 +49,10 @@ def pattern(i: int, n: int = PAGE_SIZE) -> bytes:
     """A recognisable n-byte pattern for allocation number i."""
     seed = f"<{i}>".encode()
     return (seed * (n // len(seed) + 1))[:n]
+
+
+def vm_info(k: Kernel) -> str:
+    """/proc/vmallocinfo without its ``unpurged vm_area`` lines (6.9 prints them even
+    when no area is busy; 6.1 only after a busy one; 2.6 never)."""
+    return "".join(line for line in k.vmallocinfo().splitlines(True)
+                   if not line.endswith(" unpurged vm_area\n"))

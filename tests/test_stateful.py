@@ -324,7 +324,7 @@ class VmapMachine(RuleBasedStateMachine):
         if area is None:
             assert self.small
             return Alloc("area", 0, 0)
-        if ioremap and k.design == "6.1":  # x86_64: clamp(get_count_order_long(size), 12, 30)
+        if ioremap and not k.has_vmlist:  # 6.x on x86_64: clamp(get_count_order_long(size), 12, 30)
             assert area.addr % (1 << max(12, (npages * P - 1).bit_length())) == 0
         elif ioremap:
             assert area.addr % (1 << max(12, min(19, (npages * P).bit_length()))) == 0

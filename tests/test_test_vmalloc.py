@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conftest import has_vm_map_ram, take_pages
+from conftest import has_vm_map_ram, take_pages, vm_info
 from vmapsim import GFP_KERNEL, GFP_ZERO__, PAGE_KERNEL, PAGE_SIZE, VM_ALLOC, Kernel
 
 P = PAGE_SIZE
@@ -236,7 +236,7 @@ def test_full_fit_alloc(design: str) -> None:
     assert full_fit_alloc_test(k, Params(junk_scale=64, test_loop_count=20)) == 0
     k.check()
     assert k.nr_free_pages() == free
-    assert k.vmallocinfo() == ""
+    assert vm_info(k) == ""
 
 
 def test_full_fit_fills_the_holes_in_the_rewrite() -> None:
@@ -261,7 +261,7 @@ def test_long_busy_list_alloc(design: str) -> None:
     k = kernel_for(design)
     assert long_busy_list_alloc_test(k, Params(busy_list=500, test_loop_count=10)) == 0
     k.check()
-    assert k.vmallocinfo() == ""
+    assert vm_info(k) == ""
 
 
 def test_random_size_alloc(design: str) -> None:

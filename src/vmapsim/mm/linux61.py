@@ -182,8 +182,14 @@ class Linux61(Kernel, design=INFO):
 
     has_vm_map_ram = True
     has_lazy_free = True
+    #: __vunmap() finds the area with find_vm_area() before remove_vm_area() finds it
+    #: again (until 6.3 folded vfree/vunmap onto remove_vm_area alone)
+    vunmap_looks_up_twice = True
     vmallocinfo_style = "modern"
     vpages_flag = 0  # 6.1 prints "vpages" when the page array is vmalloc()ed: no flag
+    takes_placements = True  # alloc_vmap_area() asks placement_hook (_alloc_placed)
+    purges_deferred = True  # the lazy purge is drain_vmap_area_work, run by a worker
+    placement_order = "ascending"  # lowest fit: boot-time areas were carved lowest first
 
     def __init__(self, *args: Any, nr_cpus_config: int | None = None,
                  vm_unmap_aliases_65: bool = False, **kw: Any) -> None:
@@ -305,7 +311,7 @@ class Linux61(Kernel, design=INFO):
                 if p is not None:
                     self.free_page(p)
             return False
-        pages: list[Page] = held  # type: ignore[assignment]
+        pages = [p for p in held if p is not None]
         if self.new_vmap_block(0, vstart=addr) is None:
             raise InvalidArgumentError(f"place_vmap_block: {addr:#x} was free, new_vmap_block() refused it")
         # new_vmap_block() handed page 0 to its caller: a one-page vm_map_ram mapping
@@ -381,7 +387,10 @@ class Linux61(Kernel, design=INFO):
         purged = False
         while True:
             self.preload_this_cpu_lock(lock, gfp_mask, node)
-            addr = kva.alloc_vmap_area__(free, size, align, vstart, vend, self._take_spare)
+            if self.placement_hook is None:
+                addr = kva.alloc_vmap_area__(free, size, align, vstart, vend, self._take_spare)
+            else:
+                addr = self._alloc_placed(size, align, vstart, vend)
             self._charge_walk(free, "__alloc_vmap_area")
             lock.unlock(cpu)
             if addr != vend:
@@ -398,21 +407,76 @@ class Linux61(Kernel, design=INFO):
                 self.trace("alloc_ret", va_start=0, va_end=0)
             return None
         va = vmap_area(addr, addr + size)
+        self._insert_busy(va)
+        if self.tracer is not None:
+            self.trace("alloc_ret", va_start=va.va_start, va_end=va.va_end)
+        return va
+
+    def _alloc_placed(self, size: int, align: int, vstart: int, vend: int) -> int:
+        """__alloc_vmap_area() under the replay's ``placement_hook``: the walk finds the
+        model's own choice (None if nothing fits) without changing the tree, the hook is
+        told it and may name the traced kernel's address instead; the area is then
+        carved there (an exact-range allocation: the same block and fit type as the
+        kernel's, so the tree takes the kernel's shape) if that range is free and inside
+        [vstart, vend), else at the model's choice. Charged as one walk."""
+        free = self.free_vmap_area_root
+        adjust = not (align <= PAGE_SIZE or ((vend - vstart) & ULONG_MAX) == size)
+        va = kva.find_vmap_lowest_match(free, size, align, vstart, adjust)
+        visits = free.visits
+        choice = None
+        if va is not None:
+            s = va.va_start
+            nva = ((s if s > vstart else vstart) + align - 1) & (ULONG_MAX ^ (align - 1))
+            if nva + size <= vend:
+                choice = nva
+        hook = self.placement_hook
+        assert hook is not None
+        want = hook(size, align, vstart, vend, choice)
+        if want is not None and want != choice and vstart <= want and want + size <= vend:
+            fva = kva.find_vmap_area__(want, free)
+            if fva is not None and fva.va_end >= want + size:
+                addr = kva.alloc_vmap_area__(free, size, 1, want, want + size, self._take_spare)
+                free.visits = visits
+                return vend if addr == want + size else addr
+        addr = kva.alloc_vmap_area__(free, size, align, vstart, vend, self._take_spare)
+        free.visits = visits
+        return addr
+
+    def _insert_busy(self, va: vmap_area) -> None:
+        """insert_vmap_area() into the busy tree under vmap_area_lock (6.9: its node's)."""
+        cpu = self._cpu
         self.vmap_area_lock.lock(cpu)
         kva.insert_vmap_area(va, self.vmap_area_root)
         self._charge_walk(self.vmap_area_root, "insert_vmap_area")
         self.vmap_area_lock.unlock(cpu)
-        if self.tracer is not None:
-            self.trace("alloc_ret", va_start=va.va_start, va_end=va.va_end)
+
+    def _unlink_busy(self, va: vmap_area) -> None:
+        """unlink_va() from the busy tree under vmap_area_lock (6.9: its node's)."""
+        cpu = self._cpu
+        self.vmap_area_lock.lock(cpu)
+        kva.unlink_va(va, self.vmap_area_root)
+        self.vmap_area_lock.unlock(cpu)
+
+    def _busy_lookup(self, addr: int) -> vmap_area | None:
+        """The busy area containing ``addr``, for inspection (not charged, no lock)."""
+        tree = self.vmap_area_root
+        va = kva.find_vmap_area__(addr, tree)
+        tree.visits = 0
         return va
+
+    def _busy_areas(self) -> Iterable[vmap_area]:
+        """Every busy area (in address order here; 6.9: node by node)."""
+        return self.vmap_area_root
+
+    def _lazy_areas(self) -> Iterable[vmap_area]:
+        """Every lazily freed area (in address order here; 6.9: node by node)."""
+        return self.purge_vmap_area_root
 
     def free_vmap_area(self, va: vmap_area) -> None:
         """free_vmap_area(): unlink from the busy tree, back to the free tree at once (no
         flush: for areas that never mapped anything)."""
         cpu = self._cpu
-        self.vmap_area_lock.lock(cpu)
-        kva.unlink_va(va, self.vmap_area_root)
-        self.vmap_area_lock.unlock(cpu)
+        self._unlink_busy(va)
         self.free_vmap_area_lock.lock(cpu)
         kva.merge_or_add_vmap_area_augment(va, self.free_vmap_area_root)
         self._charge_walk(self.free_vmap_area_root, "merge_or_add_vmap_area_augment")
@@ -424,9 +488,7 @@ class Linux61(Kernel, design=INFO):
         cpu = self._cpu
         if self.tracer is not None:
             self.trace("free_noflush", va_start=va.va_start, va_end=va.va_end)
-        self.vmap_area_lock.lock(cpu)
-        kva.unlink_va(va, self.vmap_area_root)
-        self.vmap_area_lock.unlock(cpu)
+        self._unlink_busy(va)
         self.vmap_lazy_nr += (va.va_end - va.va_start) >> PAGE_SHIFT
         nr_lazy = self.vmap_lazy_nr
         va.vm = None
@@ -546,7 +608,7 @@ class Linux61(Kernel, design=INFO):
     def vunmap__(self, addr: int | None, deallocate_pages: bool, who: str = "vfree") -> None:
         """6.1's __vunmap() looks the area up with find_vm_area() before
         vm_remove_mappings() -> remove_vm_area() looks it up again: two lookups."""
-        if addr and addr.__class__ is int and not addr & (PAGE_SIZE - 1):
+        if self.vunmap_looks_up_twice and addr and addr.__class__ is int and not addr & (PAGE_SIZE - 1):
             self.find_vm_area(addr)
         super().vunmap__(addr, deallocate_pages, who)
 
@@ -572,7 +634,7 @@ class Linux61(Kernel, design=INFO):
         return vm
 
     def vm_areas(self) -> Iterable[vm_struct]:
-        return [va.vm for va in self.vmap_area_root if va.vm is not None]
+        return sorted((va.vm for va in self._busy_areas() if va.vm is not None), key=lambda v: v.addr)
 
     def _was_freed(self, addr: int) -> bool:
         return kva.find_vmap_area__(addr, self.purge_vmap_area_root) is not None
@@ -665,6 +727,11 @@ class Linux61(Kernel, design=INFO):
                 return None
             self.purge_vmap_area_lazy()
             purged = True
+        return self._pcpu_insert_busy(vas)
+
+    def _pcpu_insert_busy(self, vas: list[vmap_area]) -> list[vm_struct]:
+        """pcpu_get_vm_areas()'s last step: the areas busy, each with its vm_struct."""
+        cpu = self._cpu
         vms: list[vm_struct] = []
         self.vmap_area_lock.lock(cpu)
         for va in vas:
@@ -962,6 +1029,29 @@ class Linux61(Kernel, design=INFO):
         """The free tree's areas, in address order."""
         return list(self.free_vmap_area_root)
 
+    def free_areas_near(self, addr: int, n: int = 2) -> list[tuple[int, int]]:
+        """The free tree's areas around ``addr``: up to ``n`` below it, the one holding
+        it, up to ``n`` above (inspection: not charged)."""
+        out: list[tuple[int, int]] = []
+        free = self.free_vmap_area_root
+        va = kva.find_vmap_area_exceed_addr(addr, free)  # the first area ending above addr
+        free.visits = 0
+        head = free.head
+        if va is None:
+            va = head.list_prev
+            if va is head:
+                return out
+        lo = va
+        for _ in range(n):
+            if lo.list_prev is head:
+                break
+            lo = lo.list_prev
+        v = lo
+        while v is not head and len(out) < 2 * n + 1:
+            out.append((v.va_start, v.va_end))
+            v = v.list_next
+        return out
+
     def vmallocinfo_areas(self) -> Iterator[tuple[int, int, str, vm_struct | None]]:
         for va in self.vmap_area_root:
             yield va.va_start, va.va_end, "vm" if va.vm is not None else "vm_map_ram", va.vm
@@ -1071,7 +1161,7 @@ class Linux61(Kernel, design=INFO):
             raise AssertionError(f"vmap_lazy_nr is {self.vmap_lazy_nr}, the lazy tree holds {lazy} pages")
 
     def _check_busy_areas(self) -> None:
-        for va in self.vmap_area_root:
+        for va in self._busy_areas():
             if va.va_start < self.VMALLOC_START or va.va_end > self.VMALLOC_END + 1:
                 raise AssertionError(f"busy area {va.va_start:#x} outside VMALLOC_START..END")
             vm = va.vm
@@ -1085,13 +1175,14 @@ class Linux61(Kernel, design=INFO):
         for idx, vb in self.vmap_blocks.items():
             if self.addr_to_vb_idx(vb.va.va_start) != idx or vb.va.private is not vb:
                 raise AssertionError(f"block {idx} filed under the wrong index or area")
-            if kva.find_vmap_area__(vb.va.va_start, self.vmap_area_root) is not vb.va:
+            if self._busy_lookup(vb.va.va_start) is not vb.va:
                 raise AssertionError(f"block {idx}'s area is not busy")
             if not 0 <= vb.free <= bits or not 0 <= vb.dirty < bits or vb.free + vb.dirty > bits:
                 raise AssertionError(f"block {idx}: free={vb.free} dirty={vb.dirty} of {bits}")
             if vb.on_free_list != (vb in self.vmap_block_queue[vb.cpu].free) or vb.on_free_list != (vb.free > 0):
                 raise AssertionError(f"block {idx}: free-list membership wrong (free={vb.free})")
-            if vb.dirty and not vb.dirty_min < vb.dirty_max <= bits - vb.free:
+            # (6.5 on reset the range once flushed: dirty_max 0 with dirty pages)
+            if vb.dirty_max and not vb.dirty_min < vb.dirty_max <= bits - vb.free:
                 raise AssertionError(f"block {idx}: dirty range [{vb.dirty_min}, {vb.dirty_max}) "
                                      f"outside the used part")
         for cpu_id, vbq in enumerate(self.vmap_block_queue):

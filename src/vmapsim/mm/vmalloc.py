@@ -246,6 +246,9 @@ class Kernel:
     - ``vmallocinfo_areas()`` *design*: what /proc/vmallocinfo prints, in its order;
       ``vmallocinfo(style)`` renders it in the design's dialect or the other one.
     - ``tracepoints`` (class attribute) and ``tracer``: the events ``trace()`` fires.
+    - ``takes_placements``, ``purges_deferred``, ``placement_order`` (class attributes)
+      and ``placement_hook``: what a replay needs to follow a traced kernel's choices;
+      ``free_areas_near(addr)``: the free ranges around an address (inspection).
     """
 
     #: the design's registry entry (set by ``class X(Kernel, design=DesignInfo(...))``)
@@ -269,9 +272,22 @@ class Kernel:
     #: the vm_struct flag marking a vmalloc()ed page array (2.6: VM_VPAGES; 6.x has
     #: none and tests is_vmalloc_addr(area->pages) instead: 0)
     vpages_flag: ClassVar[int] = VM_VPAGES
+    #: the name __vunmap()'s WARN texts give a bad vunmap() (2.6 to 6.2: "vfree"; 6.3 on,
+    #: where vunmap() has texts of its own: "vunmap")
+    vunmap_name: ClassVar[str] = "vfree"
     #: vmap_pte_range() on a present PTE: False, WARN and fail with -EBUSY (2.6.28 on);
     #: True, WARN and overwrite it (2.6.27)
     vmap_pte_overwrite: ClassVar[bool] = False
+    #: the design's allocator asks ``placement_hook`` at every vmap area allocation
+    #: (a replay then places each area where the traced kernel put it)
+    takes_placements: ClassVar[bool] = False
+    #: the lazy purge runs as deferred work (``schedule_work``) whose timing is the
+    #: machine's, not the freeing call's: a replay follows the traced kernel's purges
+    purges_deferred: ClassVar[bool] = False
+    #: the order in which a rebuild places a snapshot's areas: "descending" (the 2.6
+    #: first fits keep a page after a busy area, so an area is placed below its
+    #: neighbour) or "ascending" (the order a lowest-fit allocator carved them in)
+    placement_order: ClassVar[str] = "descending"
 
     def __init_subclass__(cls, design: DesignInfo | None = None, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -346,6 +362,11 @@ class Kernel:
         #: of its own in simulated time; a replay installs one that follows the traced
         #: kernel's own timing instead
         self.work_scheduler: Callable[[int, str, Callable[[], None]], None] | None = None
+        #: a replay's say in placement (designs that ``takes_placements``): None, or a
+        #: callable(size, align, vstart, vend, choice) -> address | None asked at every
+        #: vmap area allocation with the design's own choice (None: nothing fits); a
+        #: returned address (the traced kernel's) is used instead if that range is free
+        self.placement_hook: Callable[[int, int, int, int, int | None], int | None] | None = None
 
     @staticmethod
     def default_vmalloc_start() -> int:
@@ -396,6 +417,23 @@ class Kernel:
     def vmap_block_pages(self) -> int:
         """Pages per vmap_block (VMAP_BBMAP_BITS); 0 for a design without blocks."""
         return 0
+
+    def free_areas_near(self, addr: int, n: int = 2) -> list[tuple[int, int]]:
+        """Inspection: the free ranges ``[start, end)`` of the vmalloc space around
+        ``addr`` (up to ``n`` below it, the one holding it, up to ``n`` above), as the
+        allocator sees them. The base derives them from ``vmap_areas()`` (O(n)); a
+        design with a free tree of its own lists that."""
+        busy = sorted((va.va_start, va.va_end) for va in self.vmap_areas())
+        gaps: list[tuple[int, int]] = []
+        at = self.VMALLOC_START
+        for s, e in busy:
+            if s > at:
+                gaps.append((at, s))
+            at = max(at, e)
+        if at < self.VMALLOC_END + 1:
+            gaps.append((at, self.VMALLOC_END + 1))
+        i = next((j for j, (_, e) in enumerate(gaps) if e > addr), len(gaps) - 1)
+        return gaps[max(0, i - n):i + n + 1]
 
     def vmap_block_for(self, addr: int) -> VmapBlockInfo | None:
         """The vmap_block holding ``addr`` (inspection), or None (none, or no blocks)."""
@@ -961,8 +999,8 @@ class Kernel:
 
     def vunmap(self, addr: int | None) -> None:
         """Release a vmap()ed area (the pages stay the caller's)."""
-        # 2.6.28's __vunmap() printed "vfree()" for vunmap() too (the text changed later)
-        self.vunmap__(addr, False, "vfree")
+        # 2.6.28's __vunmap() printed "vfree()" for vunmap() too (6.3 gave vunmap() its own)
+        self.vunmap__(addr, False, self.vunmap_name)
 
     def vmap(self, pages: Sequence[Page], count: int, flags: int = VM_MAP,
              prot: int = PAGE_KERNEL) -> int | None:
