@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..errors import ConfigError
+
+#: One level of a machine's topology: (CPUs per group, ns to move a cache line between
+#: two CPUs whose smallest common group is a group of this level).
+Level = tuple[int, float]
 
 
 @dataclass(slots=True)
@@ -34,7 +39,21 @@ class CostModel:
     #: the seed's "4 core, 2 socket opteron".
     sockets: int = 2
     #: Cores per socket: cache-line transfers between sockets cost more. Seed: 4.
+    #: (With SMT it counts the CPUs the kernel sees, hardware threads.)
     cores_per_socket: int = 4
+    #: Hardware threads per core, numbered as Linux numbers them on x86: thread t of
+    #: core c is CPU c + t * cores (cores = ceil(cpus / smt)), so CPUs 0..cores-1 are
+    #: the first threads of distinct cores and CPU c + cores is c's sibling. 1: no SMT.
+    smt: int = 1
+    #: Where a cache line moves between two CPUs: the levels of the machine's hierarchy
+    #: of groups, innermost first, as (CPUs per group, ns per line transfer between two
+    #: CPUs whose smallest common group is this level). Groups are runs of consecutive
+    #: CPUs in the numbering above (each size a multiple of the one before); two CPUs
+    #: with no common group (a run with more CPUs than the preset's machine) pay the
+    #: outermost level's ns. None: the two-level socket rule, ((cores_per_socket,
+    #: line_transfer), (sockets x cores_per_socket, line_transfer_remote)); see
+    #: ``levels()``. A preset that sets it no longer reads the two constants below.
+    topology: tuple[Level, ...] | None = None
     # --- memory and page tables -------------------------------------------------
     #: One cache line read that misses the caches (a list/tree node visit): local DRAM
     #: latency of a K10 Opteron, ~60 ns (estimate; 2008 reviews quote 60-70 ns).
@@ -101,7 +120,22 @@ class CostModel:
     call: float = 20.0
     extra: dict[str, float] = field(default_factory=dict)
 
-    def replace(self, **changes: float | str | int) -> CostModel:
+    def __post_init__(self) -> None:
+        if not isinstance(self.smt, int) or self.smt < 1:
+            raise ConfigError(f"smt must be a positive int, got {self.smt!r}")
+        if self.topology is not None:
+            levels = tuple((int(n), float(ns)) for n, ns in self.topology)
+            if not levels:
+                raise ConfigError("topology needs at least one level")
+            prev = 1
+            for n, ns in levels:
+                if n < prev or n % prev or ns < 0:
+                    raise ConfigError(
+                        f"topology levels must grow by whole multiples with ns >= 0: {self.topology!r}")
+                prev = n
+            self.topology = levels
+
+    def replace(self, **changes: object) -> CostModel:
         """A copy with some constants changed (unknown names raise ConfigError)."""
         names = {f.name for f in dataclasses.fields(self)}
         for key in changes:
@@ -109,8 +143,95 @@ class CostModel:
                 raise ConfigError(f"CostModel has no constant {key!r}")
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
-    def as_dict(self) -> dict[str, float | str | int]:
+    def as_dict(self) -> dict[str, float | str | int | tuple[Level, ...] | None]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+
+    def levels(self) -> tuple[Level, ...]:
+        """The topology, innermost level first (the socket rule unless ``topology`` is set)."""
+        if self.topology is not None:
+            return self.topology
+        per = max(1, self.cores_per_socket)
+        return ((per, self.line_transfer), (per * max(1, self.sockets), self.line_transfer_remote))
+
+    def position(self, cpu: int, ncpus: int) -> int:
+        """``cpu``'s place in the topology's order (its groups are runs of places):
+        with SMT, thread t of core c (CPU c + t * cores) sits at c * smt + t."""
+        smt = self.smt
+        if smt == 1:
+            return cpu
+        cores = -(-ncpus // smt)
+        return (cpu % cores) * smt + cpu // cores
+
+    def transfer_ns(self, a: int, b: int, ncpus: int) -> float:
+        """ns to move a line from CPU ``a`` to CPU ``b`` of an ``ncpus``-CPU machine
+        (0 for the same CPU): the reference rule the machine's tables are built by."""
+        if a == b:
+            return 0.0
+        pa, pb = self.position(a, ncpus), self.position(b, ncpus)
+        levels = self.levels()
+        for n, ns in levels:
+            if pa // n == pb // n:
+                return ns
+        return levels[-1][1]
+
+
+class TopologyTables(NamedTuple):
+    """The topology worked out for one machine size (``topology_tables``)."""
+
+    #: each CPU's innermost group (index into ``rows``)
+    group: list[int]
+    #: rows[g][h]: ns to move a line between a CPU of innermost group g and one of h
+    #: (rows[g][g]: two distinct CPUs of one innermost group); CPUs of a group share a row
+    rows: list[list[float]]
+    #: each CPU's sum of transfers from every other CPU: the cross-call acknowledgements
+    ack: list[float]
+    #: the mean transfer from CPU 0 to another CPU picked at random (0.0 for one CPU)
+    mean_from_0: float
+
+
+def topology_tables(cost: CostModel, ncpus: int) -> TopologyTables:
+    """Per-group transfer rows and per-CPU sums for an ``ncpus``-CPU machine.
+
+    O(groups^2) list slices, done once per machine, so that a lock's hot path is one
+    index (``cpu.xfer[owner.tgroup]``). Sums are taken level by level, innermost first
+    (count x ns), which for the two-level socket rule is the old expression exactly.
+    """
+    levels = cost.levels()
+    inner = levels[0][0]
+    pos = [cost.position(i, ncpus) for i in range(ncpus)]
+    group = [p // inner for p in pos]
+    ngroups = max(group) + 1
+    rows: list[list[float]] = []
+    outer_ns = levels[-1][1]
+    for g in range(ngroups):
+        row = [outer_ns] * ngroups
+        # from the outer levels in, overwrite the groups sharing that level's group with g
+        for n, ns in reversed(levels):
+            span = n // inner
+            lo = (g // span) * span
+            hi = min(ngroups, lo + span)
+            row[lo:hi] = [ns] * (hi - lo)
+        rows.append(row)
+    # CPUs sharing each level's group with a CPU: counts per group id, level by level
+    counts = []
+    for n, _ in levels:
+        c: dict[int, int] = {}
+        for p in pos:
+            c[p // n] = c.get(p // n, 0) + 1
+        counts.append(c)
+    ack = []
+    for i in range(ncpus):
+        p = pos[i]
+        total = 0.0
+        below = 1  # CPUs (this one) already counted at inner levels
+        for k, (n, ns) in enumerate(levels):
+            inside = counts[k][p // n] if k < len(levels) - 1 else ncpus
+            if inside > below:
+                total += (inside - below) * ns
+                below = inside
+        ack.append(total)
+    mean = ack[0] / (ncpus - 1) if ncpus > 1 else 0.0
+    return TopologyTables(group, rows, ack, mean)
 
 
 def _modern() -> CostModel:
@@ -196,10 +317,89 @@ def _altix(mean_routers: float = ALTIX_MEAN_ROUTERS) -> CostModel:
     )
 
 
+#: Facts behind ``threadripper-3970x`` (docs/timing-model.md, "The Threadripper 3970X
+#: (issue 9)", quotes each). [C2C]: nviennot/core-to-core-latency, results for "AMD
+#: Ryzen Threadripper 3960X, 3.80GHz, 24 Cores, Zen 2" (data by Mathias Siegel): the same
+#: Zen 2 package (CCDs of two 4-core CCXs around one I/O die; 3 cores per CCX enabled
+#: on the 3960X), each figure half the round trip of two CPUs compare-exchanging one
+#: line in turn (src/bench/cas.rs: "duration / num_round_trips / 2"). Medians over the
+#: CPU pairs of each kind, computed from the published CSV.
+TR_GHZ = 3.7  # AMD: 3970X base clock
+TR_C2C_SMT_NS = 6.5  # [C2C] README, "Hyper-threads" table: 6.5ns (24 sibling pairs)
+TR_C2C_CCX_NS = 23.7  # [C2C] README: "24ns, 94ns"; median of the 24 same-CCX pairs
+TR_C2C_CCD_NS = 85.2  # [C2C] CSV: median of the 36 other-CCX, same-CCD pairs (72-96)
+TR_C2C_IOD_NS = 96.4  # [C2C] CSV: median of the 216 other-CCD pairs (78-103)
+#: AnandTech, "AMD Rome Second Generation EPYC Review" (EPYC 7742), Memory Subsystem:
+#: Latency: L2 "13 cycles", L3 "~34 cycles (avg) ~10.27 ns", DRAM "128MB Full Random
+#: ~122ns (NPS1)". Rome's figures: the 3970X has the same CCDs and server I/O die.
+TR_L2_CYCLES = 13
+TR_L3_NS = 10.27
+TR_DRAM_NS = 122.0
+#: A locked read-modify-write on a line this CPU owns (lock cmpxchg, the acquire; the
+#: release is a plain store): ~18 cycles, estimate. No Zen 2 figure was found; AMD's
+#: Jaguar measured 16-17 cycles (LLVM commit b1bdd97a, Di Biagio 2019: "An atomic
+#: CMPXCHG has a latency of ~17cy"), and [C2C]'s 6.5 ns between SMT siblings -- a locked
+#: CAS plus a line move inside one core -- bounds it from above (~24 cycles at 3.7 GHz).
+TR_LOCK_NS = round(18 / TR_GHZ, 1)
+
+
+def _threadripper() -> CostModel:
+    # AMD Ryzen Threadripper 3970X: 32 Zen 2 cores, SMT (64 CPUs), 8 CCXs of 4 cores
+    # sharing an L3, 2 CCXs per CCD, 4 CCDs on one I/O die, one socket. Linux numbers
+    # the threads as [C2C]'s CSV shows (CPU n and n + 24 are siblings on the 3960X):
+    # smt=2 puts CPU c and c + 32 on core c, CPUs 4k..4k+3 (and their siblings) in CCX
+    # k. A line transfer is [C2C]'s one-way figure less the locked op it includes
+    # (lock_acquire is charged on its own). The CPU-bound constants are cycle
+    # estimates at 3.7 GHz; the local flush figures are Hansen's Intel cycles [CM].
+    # Run by Rezki's fix-size test (mm: vmap nodes series, Linux 6.9): the two
+    # constants marked "to be fitted" are the ones vmapsim.sim.fit solves for from its
+    # two one-job cells (see FITTABLE there); until the 6.9 design exists they keep
+    # the estimates below.
+    lock = TR_LOCK_NS
+    cyc = 1 / TR_GHZ  # ns per cycle
+    return CostModel(
+        name="threadripper-3970x",
+        ghz=TR_GHZ,
+        sockets=1,
+        cores_per_socket=64,  # the 64 CPUs the kernel sees
+        smt=2,
+        topology=(
+            (2, round(TR_C2C_SMT_NS - lock, 1)),  # SMT siblings: one core's L1/L2
+            (8, round(TR_C2C_CCX_NS - lock, 1)),  # one CCX: a shared L3
+            (16, round(TR_C2C_CCD_NS - lock, 1)),  # one CCD, the other CCX (via the I/O die)
+            (64, round(TR_C2C_IOD_NS - lock, 1)),  # another CCD
+        ),
+        mem_access=TR_DRAM_NS,
+        cache_hit=round(TR_L2_CYCLES * cyc, 1),
+        # to be fitted; estimate: a PTE store plus the per-page work not itemised, a
+        # few dozen cycles on lines the loop keeps hot (~150 cycles)
+        pte_write=round(150 * cyc, 1),
+        pte_clear=lock,  # ptep_get_and_clear: one locked xchg on a line just written
+        tlb_miss=round(TR_L3_NS + TR_L2_CYCLES * cyc, 1),  # PTE line from L3, upper levels from L2
+        # first store to the page: a page just freed on this CPU comes back from the
+        # per-CPU page list, its line still in this CCX's L3 (estimate)
+        touch=TR_L3_NS,
+        flush_all_local=round(960 * cyc, 1),  # CR4.PGE toggle, 960 cycles (Haswell) [CM]
+        flush_one_local=round(260 * cyc, 1),  # INVLPG, 260 cycles (Molnar 2015) [CM]
+        ipi_send=round(200 * cyc, 1),  # x2APIC: one WRMSR to the ICR per target, ~200 cycles (estimate)
+        ipi_handle=round(1500 * cyc, 1),  # entry, handler, ack, exit, ~1500 cycles (estimate)
+        ipi_idle_wakeup=2000.0,  # leaving C1/C6 before acking, ~2 us (estimate)
+        ipi_call_setup=round(700 * cyc, 1),  # cross-call set-up, ~700 cycles (estimate)
+        lock_acquire=lock,
+        line_transfer=round(TR_C2C_CCX_NS - lock, 1),  # not read: topology is set
+        line_transfer_remote=round(TR_C2C_IOD_NS - lock, 1),  # not read: topology is set
+        # to be fitted; estimate: slab fast path, ~100 cycles
+        kmalloc=round(100 * cyc, 1),
+        page_alloc=round(250 * cyc, 1),  # buddy fast path (per-CPU lists), ~250 cycles (estimate)
+        call=round(50 * cyc, 1),  # entering a kernel API function, ~50 cycles (estimate)
+    )
+
+
 PRESETS = {
     "opteron-2008": CostModel,
     "modern-x86": _modern,
     "altix-2008": _altix,
+    "threadripper-3970x": _threadripper,
 }
 
 

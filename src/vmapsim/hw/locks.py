@@ -1,7 +1,13 @@
 """Locks as the hardware sees them: a cache line moved between CPUs, and hold times.
 
 Each acquire costs a locked operation, plus a cache-line transfer when another CPU
-(another socket: more) held the lock last. While the timing engine runs
+held the lock last, priced by where the two CPUs sit in the machine's topology
+(``CostModel.levels()``: SMT siblings, a shared L3, a die, a socket, ...; the
+machine's per-group table ``cpu.xfer[owner.tgroup]`` keeps it one index). A queued
+spinlock's handoff (qspinlock, Linux 4.2+) is the same price: the next waiter spins
+on the lock word, so the release hands it one transfer of that line, then its locked
+update of the locked byte; its MCS node write to the waiter after it happens inside
+the new hold. While the timing engine runs
 (``machine.timed``), a lock also has hold times: a CPU that wants it while another
 holds it spins until the release, and that wait is charged to the CPU under the
 lock's own profile entry, e.g. ``_write_lock (vmlist_lock)``.
@@ -62,7 +68,7 @@ class _LockBase:
         owner = self.owner
         if owner is not cpu:
             if owner is not None:
-                cost += c.line_transfer if owner.socket == cpu.socket else c.line_transfer_remote
+                cost += cpu.xfer[owner.tgroup]
             self.owner = cpu
         if until > cpu.clock and m.timed:
             # Spin until the holder's release; IPIs that reach this CPU meanwhile are
@@ -143,15 +149,8 @@ class RWLock(_LockBase):
         # x86 rwlock_t is unfair: at each release every spinning writer retries its
         # `lock subl` and, failing, its `lock addl` back -- two transfers of the lock's
         # line per spinner before the next writer is through. A transfer between two
-        # CPUs picked at random costs the preset's mix of same- and cross-socket ones.
-        c = machine.cost
-        n = machine.ncpus
-        per = max(1, min(c.cores_per_socket, n))
-        if n > 1:
-            avg = ((per - 1) * c.line_transfer + (n - per) * c.line_transfer_remote) / (n - 1)
-        else:
-            avg = 0.0
-        self._herd_ns = 2.0 * avg
+        # CPUs picked at random costs the topology's mean (from CPU 0 to any other).
+        self._herd_ns = 2.0 * machine.topology.mean_from_0
 
     def write_lock(self, cpu: CPU) -> None:
         t = cpu.clock

@@ -19,7 +19,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 
 from ..errors import ConfigError, PageFault
-from .cost import CostModel
+from .cost import CostModel, topology_tables
 from .physmem import PAGE_SHIFT, PAGE_SIZE, Page, PhysMem
 
 PAGE_MASK = ~(PAGE_SIZE - 1)
@@ -36,7 +36,7 @@ class CPU:
 
     __slots__ = (
         "id", "socket", "node", "clock", "tlb", "tlb_gen", "ipi_gen", "prof", "idle",
-        "ipis_received", "tlb_misses",
+        "ipis_received", "tlb_misses", "tgroup", "xfer",
     )
 
     def __init__(self, cpu_id: int, socket: int, node: int) -> None:
@@ -53,6 +53,10 @@ class CPU:
         self.idle = True
         self.ipis_received = 0
         self.tlb_misses = 0
+        #: innermost topology group, and the ns to bring a line here from a CPU of each
+        #: group (``xfer[other.tgroup]``; set by Machine from ``cost.topology_tables``)
+        self.tgroup = 0
+        self.xfer: list[float] = [0.0]
 
     def __repr__(self) -> str:
         return f"CPU({self.id}, socket={self.socket}, node={self.node}, clock={self.clock:.0f}ns)"
@@ -80,6 +84,11 @@ class Machine:
         per_socket = max(1, cost.cores_per_socket)
         self.cpus = [CPU(i, i // per_socket, i * nodes // cpus) for i in range(cpus)]
         self.ncpus = cpus
+        #: where lines move between CPUs (cost.levels()): per-group rows, per-CPU sums
+        self.topology = topology_tables(cost, cpus)
+        for c in self.cpus:
+            c.tgroup = self.topology.group[c.id]
+            c.xfer = self.topology.rows[c.tgroup]
         self.tlb_size = tlb_size
         #: The kernel page table: page-aligned vaddr -> Page (PTE present).
         #: Keyed by virtual page number (vaddr >> PAGE_SHIFT), not by address: CPython
@@ -395,12 +404,9 @@ class Machine:
 
     def _ack_serial(self, cpu: CPU) -> float:
         """The acknowledgements queue on one line: each receiver takes the call data's
-        lock to drop its reference (2.6.27's generic cross-call), one transfer per target."""
-        c = self.cost
-        per_socket = max(1, c.cores_per_socket)
-        local = min(per_socket, self.ncpus - cpu.socket * per_socket) - 1
-        remote = self.ncpus - 1 - local
-        return local * c.line_transfer + remote * c.line_transfer_remote
+        lock to drop its reference (2.6.27's generic cross-call), one transfer per target,
+        each priced by the topology (``cost.levels()``) from that target to ``cpu``."""
+        return self.topology.ack[cpu.id]
 
     def access_pages(self, cpu: CPU, addr: int, count: int, fn: str = "touch") -> list[Page]:
         """Store to ``count`` consecutive pages from page-aligned ``addr``: the Pages reached.
