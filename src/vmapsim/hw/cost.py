@@ -4,7 +4,13 @@ Every constant names the primitive it prices and the source of its value. The
 ``opteron-2008`` preset models the seed's machine (2 sockets x 4 cores, 2008 Opteron);
 sources are in ``shared/reference/cost-model.md``. Constants marked *fitted* were set
 from the seed's ONE-thread column only (see ``vmapsim.sim.fit``); the multi-thread
-cells are predictions and are never used to set anything here.
+cells are predictions and are never used to set anything here. ``threadripper-3970x``
+(issue 9) models the machine of the vmap-nodes series' figures; its two fitted
+constants come from that series' two one-job cells alone.
+
+Where a cache line moves between two CPUs is the preset's topology (``levels()``): a
+hierarchy of groups, each level with its own transfer cost, worked out per machine
+size by ``topology_tables`` into the tables locks and cross-calls read.
 """
 
 from __future__ import annotations
@@ -335,8 +341,8 @@ TR_C2C_IOD_NS = 96.4  # [C2C] CSV: median of the 216 other-CCD pairs (78-103)
 TR_L2_CYCLES = 13
 TR_L3_NS = 10.27
 TR_DRAM_NS = 122.0
-#: A locked read-modify-write on a line this CPU owns (lock cmpxchg, the acquire; the
-#: release is a plain store): ~18 cycles, estimate. No Zen 2 figure was found; AMD's
+#: The locked read-modify-write inside a lock acquire and inside [C2C]'s one-way figure
+#: (lock cmpxchg on a line this CPU owns): ~18 cycles, estimate. No Zen 2 figure was found; AMD's
 #: Jaguar measured 16-17 cycles (LLVM commit b1bdd97a, Di Biagio 2019: "An atomic
 #: CMPXCHG has a latency of ~17cy"), and [C2C]'s 6.5 ns between SMT siblings -- a locked
 #: CAS plus a line move inside one core -- bounds it from above (~24 cycles at 3.7 GHz).
@@ -351,10 +357,10 @@ def _threadripper() -> CostModel:
     # k. A line transfer is [C2C]'s one-way figure less the locked op it includes
     # (lock_acquire is charged on its own). The CPU-bound constants are cycle
     # estimates at 3.7 GHz; the local flush figures are Hansen's Intel cycles [CM].
-    # Run by Rezki's fix-size test (mm: vmap nodes series, Linux 6.9): the two
-    # constants marked "to be fitted" are the ones vmapsim.sim.fit solves for from its
-    # two one-job cells (see FITTABLE there); until the 6.9 design exists they keep
-    # the estimates below.
+    # *Fitted* (python -m vmapsim.sim.fit --preset threadripper-3970x, FITTABLE there):
+    # mem_access and lock_acquire, to Rezki's two one-job fix-size cells (vmalloc()/vfree()
+    # of one page: 576.131 ns on 6.1, 555.889 ns on 6.9). Before the fit they were the
+    # DRAM latency (TR_DRAM_NS) and the locked op (TR_LOCK_NS).
     lock = TR_LOCK_NS
     cyc = 1 / TR_GHZ  # ns per cycle
     return CostModel(
@@ -369,10 +375,12 @@ def _threadripper() -> CostModel:
             (16, round(TR_C2C_CCD_NS - lock, 1)),  # one CCD, the other CCX (via the I/O die)
             (64, round(TR_C2C_IOD_NS - lock, 1)),  # another CCD
         ),
-        mem_access=TR_DRAM_NS,
+        # *fitted*: a tree/list node visit. The loop of one job keeps visiting the same
+        # few nodes, so it comes out at an L2 hit (13 cycles = 3.5 ns), not DRAM
+        mem_access=3.2,
         cache_hit=round(TR_L2_CYCLES * cyc, 1),
-        # to be fitted; estimate: a PTE store plus the per-page work not itemised, a
-        # few dozen cycles on lines the loop keeps hot (~150 cycles)
+        # a PTE store plus the per-page work not itemised, on lines the loop keeps
+        # hot: ~150 cycles (estimate)
         pte_write=round(150 * cyc, 1),
         pte_clear=lock,  # ptep_get_and_clear: one locked xchg on a line just written
         tlb_miss=round(TR_L3_NS + TR_L2_CYCLES * cyc, 1),  # PTE line from L3, upper levels from L2
@@ -385,11 +393,12 @@ def _threadripper() -> CostModel:
         ipi_handle=round(1500 * cyc, 1),  # entry, handler, ack, exit, ~1500 cycles (estimate)
         ipi_idle_wakeup=2000.0,  # leaving C1/C6 before acking, ~2 us (estimate)
         ipi_call_setup=round(700 * cyc, 1),  # cross-call set-up, ~700 cycles (estimate)
-        lock_acquire=lock,
+        # *fitted*: an uncontended spin_lock()+spin_unlock(): the out-of-line calls,
+        # preempt count, the locked op (TR_LOCK_NS) and the release store
+        lock_acquire=34.2,
         line_transfer=round(TR_C2C_CCX_NS - lock, 1),  # not read: topology is set
         line_transfer_remote=round(TR_C2C_IOD_NS - lock, 1),  # not read: topology is set
-        # to be fitted; estimate: slab fast path, ~100 cycles
-        kmalloc=round(100 * cyc, 1),
+        kmalloc=round(100 * cyc, 1),  # slab fast path, ~100 cycles (estimate)
         page_alloc=round(250 * cyc, 1),  # buddy fast path (per-CPU lists), ~250 cycles (estimate)
         call=round(50 * cyc, 1),  # entering a kernel API function, ~50 cycles (estimate)
     )
