@@ -189,6 +189,8 @@ class VmapMachine(RuleBasedStateMachine):
             new = [v for v in k.vm_areas() if v.addr not in known]
             assert len(new) == 1 and new[0].nr_pages == array_pages, "one page array per VM_VPAGES area"
             self.arrays[addr] = (new[0].addr, array_pages)
+            for p in new[0].pages or ():  # the array is vmalloc()ed with __GFP_ZERO
+                self.content[p] = bytearray(P)
             self.dead_pages.difference_update(range(new[0].addr, new[0].addr + (array_pages + 1) * P, P))
         for p in a.pages:
             if kind in ZEROED:

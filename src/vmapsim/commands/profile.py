@@ -83,12 +83,18 @@ def print_profile(r: RunResult, args: argparse.Namespace) -> None:
     print(f"# simulated time summed over all CPUs; 1 tick = {args.tick:g} ns; "
           f"normalised = share of the total")
     tick = args.tick
-    print(f"{total / tick:>12.0f} {'total':<40} {1.0:.4f}")
-    for row in rows[:args.top]:
+    shown = rows[:args.top]
+    width = max([40] + [len(str(row["function"])) for row in shown])
+    print(f"{total / tick:>12.0f} {'total':<{width}} {1.0:.4f}")
+    for row in shown:
         ns = float(row["ns"])
-        print(f"{ns / tick:>12.0f} {row['function']!s:<40} {float(row['share']):.4f}")
+        print(f"{ns / tick:>12.0f} {row['function']!s:<{width}} {float(row['share']):.4f}")
     for line in seed_notes(r, total):
         print(line)
+
+
+#: acquire (uncontended) entries of the lock kinds, 2.6 and qspinlock names
+LOCK_FNS = frozenset({"_spin_lock", "_write_lock", "_read_lock", "mutex_lock", "_raw_spin_lock"})
 
 
 def lock_ipi_share(r: RunResult, total: float) -> float:
@@ -100,6 +106,15 @@ def lock_ipi_share(r: RunResult, total: float) -> float:
 def seed_notes(r: RunResult, total: float) -> list[str]:
     """The seed's figures beside the model's, for the workloads the seed profiled."""
     out = [f"# lock wait + IPI/flush work: {lock_ipi_share(r, total):.1%} of all simulated time"]
+    busy = total - r.profile.get("default_idle", 0.0)
+    by_fn: dict[str, float] = {}
+    for fn, ns in r.profile.items():
+        if is_lock_wait(fn) or fn in LOCK_FNS:
+            name = fn.split(" (", 1)[0]
+            by_fn[name] = by_fn.get(name, 0.0) + ns
+    if by_fn and busy > 0:
+        out.append("# lock functions (waits summed over locks), share of non-idle time: " + ", ".join(
+            f"{fn} {ns / busy:.1%}" for fn, ns in sorted(by_fn.items(), key=lambda kv: -kv[1])))
     if r.workload == "xfsdir":
         from ..workloads import xfsdir
 

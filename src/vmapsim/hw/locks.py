@@ -34,7 +34,13 @@ from .machine import CPU, Machine
 
 #: Profile entries of lock waits are "<kind> (<lock name>)" with one of these kinds.
 LOCK_KINDS = ("_spin_lock", "_write_lock", "_read_lock", "mutex_lock")
-_WAIT_PREFIXES = tuple(f"{k} (" for k in LOCK_KINDS)
+#: The symbols perf shows on x86 with queued spinlocks (Linux 4.2 on): an acquire is
+#: ``_raw_spin_lock``, a contended one spins in ``native_queued_spin_lock_slowpath``;
+#: a kernel sets ``Machine.lock_symbols`` to this (kind -> (acquire, wait)) to use them.
+QSPINLOCK_SYMBOLS = {"_spin_lock": ("_raw_spin_lock", "native_queued_spin_lock_slowpath"),
+                     "mutex_lock": ("mutex_lock", "__mutex_lock")}
+_WAIT_PREFIXES = tuple(f"{k} (" for k in LOCK_KINDS) + tuple(
+    f"{wait} (" for _, wait in QSPINLOCK_SYMBOLS.values())
 
 
 def is_lock_wait(fn: str) -> bool:
@@ -57,8 +63,9 @@ class _LockBase:
         self.acquisitions = 0
         self.contended = 0
         self.wait_ns = 0.0
-        self._fn = self.kind
-        self._wait_fn = f"{self.kind} ({name})"
+        fn, wait = machine.lock_symbols.get(self.kind, (self.kind, self.kind))
+        self._fn = fn
+        self._wait_fn = f"{wait} ({name})"
 
     def _take(self, cpu: CPU, until: float, fn: str, wait_fn: str) -> None:
         """Acquire: pay the locked op (+ the line transfer), spinning until ``until``."""

@@ -122,6 +122,9 @@ class Machine:
         self.pte_clears = 0
         #: Total simulated ns CPUs spent waiting for locks (timed runs only).
         self.lock_wait_ns = 0.0
+        #: profile names of lock acquires and waits by lock kind (hw.locks): empty, the
+        #: 2.6 names (``_spin_lock``); a modern kernel sets hw.locks.QSPINLOCK_SYMBOLS
+        self.lock_symbols: dict[str, tuple[str, str]] = {}
 
     # -- accounting ------------------------------------------------------------------
     @staticmethod

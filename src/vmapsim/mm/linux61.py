@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import BadAddressError, ConfigError, DoubleFreeError, InvalidArgumentError
-from ..hw.locks import Mutex, SpinLock
+from ..hw.locks import QSPINLOCK_SYMBOLS, Mutex, SpinLock
 from ..hw.physmem import Page
 from . import kva
 from .constants import (
@@ -185,6 +185,7 @@ class Linux61(Kernel, design=INFO):
     #: __vunmap() finds the area with find_vm_area() before remove_vm_area() finds it
     #: again (until 6.3 folded vfree/vunmap onto remove_vm_area alone)
     vunmap_looks_up_twice = True
+    lock_symbols = QSPINLOCK_SYMBOLS  # perf's names on x86 since qspinlock (4.2)
     vmallocinfo_style = "modern"
     vpages_flag = 0  # 6.1 prints "vpages" when the page array is vmalloc()ed: no flag
     takes_placements = True  # alloc_vmap_area() asks placement_hook (_alloc_placed)

@@ -275,6 +275,8 @@ class Kernel:
     #: the name __vunmap()'s WARN texts give a bad vunmap() (2.6 to 6.2: "vfree"; 6.3 on,
     #: where vunmap() has texts of its own: "vunmap")
     vunmap_name: ClassVar[str] = "vfree"
+    #: the profile names of lock acquires and waits (Machine.lock_symbols): 2.6's own
+    lock_symbols: ClassVar[dict[str, tuple[str, str]]] = {}
     #: vmap_pte_range() on a present PTE: False, WARN and fail with -EBUSY (2.6.28 on);
     #: True, WARN and overwrite it (2.6.27)
     vmap_pte_overwrite: ClassVar[bool] = False
@@ -323,6 +325,7 @@ class Kernel:
         if not isinstance(model, CostModel):
             raise TypeError(f"cost must be a preset name or a CostModel, not {type(cost).__name__}")
         self.machine = Machine(cpus, nodes, mem_pages, model, tlb_size)
+        self.machine.lock_symbols = dict(self.lock_symbols)
         self.cost = model
         start = self.default_vmalloc_start() if vmalloc_start is None else vmalloc_start
         _check_addr("vmalloc_start", start)
