@@ -82,17 +82,18 @@ def test_rebuild_puts_every_area_at_its_rebased_address(path: str) -> None:
     assert k.vmap_lazy_nr == lazy
 
 
-def test_rebuilt_model_renders_what_it_was_built_from() -> None:
+@pytest.mark.parametrize("design", ["2.6.28", "6.1"])
+def test_rebuilt_model_renders_what_it_was_built_from(design: str) -> None:
     """model A -> modern vmallocinfo -> rebuild on model B -> the same text."""
     from vmapsim.workloads.trace import run_workload
 
-    a = Kernel(cpus=2, nodes=2, mem_pages=1 << 16)
+    a = Kernel(cpus=2, nodes=2, mem_pages=1 << 16, design=design)
     for _ in run_workload(a, "mixed", 1500, seed=3, cleanup=False):
         pass
     text = vi.render_modern(a)
     snap = vi.parse_vmallocinfo(text, "a")
     assert {x.kind for x in snap.areas} >= {"vm", "vm_map_ram"}
-    b = vi.kernel_for(snap, cpus=2, nodes=2)
+    b = vi.kernel_for(snap, design, cpus=2, nodes=2)
     rep = vi.rebuild(b, snap, kernel_base=a.VMALLOC_START)
     b.check()
     assert not rep.skipped
@@ -214,3 +215,57 @@ def test_32bit_26_snapshot() -> None:
     got = vi.parse_vmallocinfo(vi.render_modern(k), "m").areas
     assert [(a.start - k.VMALLOC_START, a.label, a.pages) for a in got] == [
         (0x38800000, "ioremap", None), (0x38803000, "vmalloc", 2), (0x38807000, "vmap", None)]
+
+
+XFS_BEFORE = os.path.join(REAL, "xfsdir", "vmallocinfo-before.txt")
+REAL_SNAPSHOTS = [FORK_BEFORE, FORK_AFTER, XFS_BEFORE, XFS_AFTER]
+
+
+def _lines(snap: vi.Snapshot, lo: int, hi: int, delta: int = 0) -> list[tuple[int, int, str]]:
+    return [(a.start + delta, a.size, a.label) for a in snap.areas if lo <= a.start + delta and a.end + delta <= hi]
+
+
+@pytest.mark.parametrize("path", REAL_SNAPSHOTS)
+def test_61_rebuilds_a_61_snapshot_at_the_kernels_addresses_line_for_line(path: str) -> None:
+    snap = vi.read_vmallocinfo(path)
+    k = vi.kernel_for(snap, "6.1")
+    assert k.design == "6.1"
+    assert k.VMALLOC_START == vi.snapshot_base(snap) == min(a.start for a in snap.areas) & ~(vi.GIB - 1)
+    rep = vi.rebuild(k, snap)
+    k.check()
+    assert rep.kernel_base == rep.model_base == k.VMALLOC_START and rep.exact == len(rep.placed)
+    model = vi.parse_vmallocinfo(vi.render_modern(k), "<model>")
+    inside = _lines(snap, k.VMALLOC_START, k.VMALLOC_END + 1)
+    assert [(a.start, a.size, a.label) for a in model.areas] == inside
+    assert len(inside) == len(snap.areas) - rep.skipped["area outside the model's vmalloc space (e.g. module space)"]
+    # the free tree is what is left: the gaps between the captured areas
+    free = k.free_areas_near(inside[1][0], 1)
+    assert free[0][1] <= inside[1][0] and free[-1][0] >= inside[1][0] + inside[1][1]
+
+
+def test_command_rebuilds_on_61_by_default_line_for_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--vmallocinfo", FORK_AFTER, "--no-vmallocinfo"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("vmapsim replay on design 6.1 (Linux 6.1")
+    assert "VMALLOC_START 0xffffd57440000000 as the capture's; 483 at their captured address" in out
+    assert "rendered back line for line in (address, size, kind): all 483 lines" in out
+    assert main(["replay", "--vmallocinfo", FORK_AFTER, "--json", "--vmalloc-start", "0xffffc90000000000"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["design"] == "6.1" and d["vmalloc_start"] == 0xFFFFC90000000000 and d["compare"]["lines_equal"]
+    snap = vi.read_vmallocinfo(FORK_AFTER)
+    delta = 0xFFFFC90000000000 - 0xFFFFD57440000000
+    got = [(a.start, a.size, a.label) for a in vi.parse_vmallocinfo(d["vmallocinfo"]).areas]
+    assert got == _lines(snap, 0xFFFFC90000000000, 0xFFFFC90000000000 + (32 << 40), delta)
+
+
+def test_hashed_ioremap_areas_are_laid_out_aligned() -> None:
+    snap = vi.read_vmallocinfo(HASHED)
+    for design in ("6.1", "2.6.28"):
+        k = vi.kernel_for(snap, design)
+        rep = vi.rebuild(k, snap)
+        k.check()
+        assert len(rep.placed) == len(snap.areas)
+        for a in vi.parse_vmallocinfo(vi.render_modern(k)).areas:
+            if a.label == "ioremap":
+                align = 1 << max((a.size - PAGE_SIZE - 1).bit_length(), 12)
+                assert a.start % align == 0, (design, a)

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from ._args import add_cpus, add_design
+from ._args import add_cpus, add_design, integer
 
 NAME = "replay"
 HELP = "replay a real /proc/vmallocinfo snapshot or ftrace trace on the model and compare"
@@ -25,13 +25,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "vmallocinfo-after.txt beside the trace, if present)")
     p.add_argument("--no-snapshots", action="store_true", help="ignore vmallocinfo files beside the trace")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of stopping")
-    add_design(p)
+    add_design(p, default="6.1")
     add_cpus(p, None, "CPUs of the model (default: the trace's, or 2)")
     p.add_argument("--block-pages", default="auto",
                    help="vmap block size in pages: auto (the capture's, else Linux 6.1's 256), "
                         "model (the design's own default) or a power of two 128..1024")
-    p.add_argument("--follow-purges", action="store_true",
-                   help="also purge the model where the traced kernel purged")
+    p.add_argument("--follow-purges", action=argparse.BooleanOptionalAction, default=None,
+                   help="purge the model where the traced kernel purged (at the flush of its purge) "
+                        "and drop the model's own drain work (default: on designs whose lazy purge "
+                        "is deferred work, 6.x)")
+    p.add_argument("--free-run", action="store_true",
+                   help="let the model keep its own address choices (default: decision mode, on "
+                        "designs that can be told the kernel's choice: each allocation is compared, "
+                        "then placed where the kernel put it); both rates are reported")
+    p.add_argument("--vmalloc-start", type=integer, metavar="ADDR",
+                   help="--vmallocinfo: the model's VMALLOC_START (default: the snapshot's lowest "
+                        "area rounded down to 1 GiB, the captured kernel's own base)")
     p.add_argument("--no-vmallocinfo", action="store_true", help="do not print the model's vmallocinfo")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -83,21 +92,30 @@ def _run_snapshot(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     kw: dict[str, Any] = {}
     if args.block_pages not in ("auto", "model"):
         kw.update(_block_config(args.design, int(args.block_pages), args.cpus or 2))
-    k = vi.kernel_for(snap, args.design, args.cpus or 2, **kw)
-    rep = vi.rebuild(k, snap)
+    k = vi.kernel_for(snap, args.design, args.cpus or 2, args.vmalloc_start, **kw)
+    kbase = None if snap.hashed else vi.snapshot_base(snap)  # the captured kernel's VMALLOC_START
+    rep = vi.rebuild(k, snap, kernel_base=kbase)
     k.check()
     text = vi.render_modern(k)
     captured = vi.summarize(snap)
     model = vi.model_summary(k)
-    cmp = vi.compare(snap, vi.parse_vmallocinfo(text, "<model>"))
+    mod = vi.parse_vmallocinfo(text, "<model>")
+    cmp = vi.compare(snap, mod)
+    if not snap.hashed and rep.kernel_base is not None:
+        delta = k.VMALLOC_START - rep.kernel_base
+        inside = [a for a in snap.areas
+                  if k.VMALLOC_START <= a.start + delta and a.end + delta <= k.VMALLOC_END + 1]
+        cmp.update(vi.compare_lines(inside, mod.areas, delta))
     if args.json:
         docs.append({"design": k.design, "file": snap.path, "format": snap.fmt, "hashed": snap.hashed,
+                     "vmalloc_start": k.VMALLOC_START, "kernel_base": rep.kernel_base,
                      "bad_lines": [str(e) for e in snap.bad], "rebuilt": len(rep.placed),
                      "not_modelled": dict(rep.skipped), "partly_modelled": dict(rep.notes),
                      "captured": captured, "model": model, "compare": cmp,
                      "vmallocinfo": None if args.no_vmallocinfo else text})
         return 0
-    print(f"{snap.path}: {len(snap.areas)} areas, {snap.fmt} format"
+    print(f"vmapsim replay on design {k.design} ({_kernel_of(k.design)}): {snap.path}: "
+          f"{len(snap.areas)} areas, {snap.fmt} format"
           + (", hashed addresses" if snap.hashed else "") + f"; rebuilt on design {k.design}")
     for line in _bad_lines(snap.bad, snap.path) + rep.lines():
         print(line)
@@ -113,7 +131,22 @@ def _run_snapshot(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
         print(f"  {'largest gap':14s} {captured['largest_gap']:#10x} (between its areas)")
     print(f"  model: {model['pages_mapped']} pages mapped (PTEs), largest free gap "
           f"{model['largest_gap']:#x} bytes")
+    if "lines_equal" in cmp:
+        if cmp["lines_equal"]:
+            print(f"  rendered back line for line in (address, size, kind): all {cmp['lines_captured']} "
+                  f"lines inside the model's range equal")
+        else:
+            d = cmp["first_line_difference"]
+            print(f"  rendered back line for line in (address, size, kind): first difference at line "
+                  f"{d['index'] + 1} of those inside the model's range: captured {d['captured']}, "
+                  f"model {d['model']}")
     return 0
+
+
+def _kernel_of(design: str) -> str:
+    from ..mm import designs
+
+    return designs.design_class(design).info.kernel
 
 
 def _block_config(design: str, bits: int, cpus: int) -> dict[str, Any]:
@@ -141,7 +174,8 @@ def _run_trace(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     if args.cpus:
         trace.nr_cpus = max(trace.nr_cpus, args.cpus)
     bp: int | str = args.block_pages if args.block_pages in ("auto", "model") else int(args.block_pages)
-    k, res = rp.replay_trace(trace, args.design, before, after, bp, args.follow_purges)
+    k, res = rp.replay_trace(trace, args.design, before, after, bp, args.follow_purges,
+                             free_run=args.free_run, both_modes=True)
     if args.json:
         d = res.to_dict()
         d["trace"] = {"file": trace.path, "lines": trace.lines, "events": trace.events,
@@ -152,8 +186,8 @@ def _run_trace(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
             d["vmallocinfo"] = res.vmallocinfo
         docs.append(d)
         return 0 if res.check_ok else 1
-    print(f"{trace.path}: {trace.lines} lines, {trace.events} events ({', '.join(sorted(trace.forms)) or 'none'}), "
-          f"{trace.nr_cpus} CPUs")
+    print(f"vmapsim replay on design {k.design} ({_kernel_of(k.design)}): {trace.path}: {trace.lines} lines, "
+          f"{trace.events} events ({', '.join(sorted(trace.forms)) or 'none'}), {trace.nr_cpus} CPUs")
     if before_path or after_path:
         print(f"snapshots: before={before_path or '-'} after={after_path or '-'}")
     out = _bad_lines(trace.bad, trace.path)

@@ -1,18 +1,35 @@
 """Replay a traced kernel's vmalloc activity on the model and compare the outcomes.
 
 The model is driven with the trace's own requests: every allocation with its exact
-size (guard page included), alignment and [vstart, vend] (rebased from the traced
-kernel's VMALLOC_START to the model's), every free, every vm_map_ram/vm_unmap_ram, on
-the CPU the trace names. The model decides everything else itself (where areas go,
-when to purge), and the replay compares: the addresses it chose with the kernel's,
-the number of purges and flushes, lazy pages over time, and /proc/vmallocinfo after.
+size (guard page included), alignment and [vstart, vend], every free, every
+vm_map_ram/vm_unmap_ram, on the CPU the trace names. The model's VMALLOC_START is the
+traced kernel's (the ``vstart`` of the first allocation: KASLR's base of that boot), so
+addresses are the kernel's own; a capture the design cannot start there is rebased.
+
+Two modes:
+
+- decision (the default on a design that ``takes_placements``): at every allocation the
+  design's allocator says where it would put the area, that choice is compared with
+  the kernel's, and the area is then placed where the kernel put it, so one miss does
+  not shift every later one: the rate counts decisions;
+- free-run (``free_run=True``, and on designs that cannot be told the kernel's
+  choice): the model keeps its own choices and the rate counts addresses.
+
+Purges: on a design whose lazy purge is deferred work (``purges_deferred``: 6.x's
+drain worker) the replay follows the kernel's purges by default, since their timing
+is the machine's, not the model's: the model's own drain work is dropped, and the
+lazily freed areas return to the free tree at the kernel's flush of the purge (the
+``flush`` after a ``purge`` entry from the same task), frees traced between the purge's
+entry and its flush after it (the kernel had taken its lazy list already). Other
+designs purge by themselves, as they did in the calling path.
 
 Mapping rules (kprobe form): an ``alloc`` outside vm_map_ram is a vm_struct area,
 ``get_vm_area_node__(size - PAGE_SIZE, ..., align=align)``, given pages when the
 trace later vfree()s it (or the after-snapshot shows pages); the area is freed at its
 ``free_noflush`` (6.1 defers vfree() from interrupts to a worker: the free_noflush is
-when the range turns lazy). A block allocated inside vm_map_ram is the model's own
-business (its vb_alloc makes its own blocks); its kernel address is only compared.
+when the range turns lazy). An allocation inside vm_map_ram is that call's new vmap
+block (or large area): the model's vm_map_ram makes its own, placed at the kernel's
+block in decision mode.
 """
 
 from __future__ import annotations
@@ -20,6 +37,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,23 +51,59 @@ from .trace import ALLOC, FLUSH, FREE, MAP_RAM, PURGE, UNMAP_ALIASES, UNMAP_RAM,
 #: Linux 6.1 x86_64 (Debian, NR_CPUS=8192): VMALLOC_SPACE / NR_CPUS / 16 = 256 pages.
 LINUX_61_BLOCK_PAGES = 256
 
+DECISION = "decision"
+FREE_RUN = "free-run"
+
+
+def _ranges(areas: list[tuple[int, int]]) -> str:
+    return " ".join(f"[{s:#x}-{e:#x})" for s, e in areas) or "(none)"
+
+
+@dataclass
+class Mismatch:
+    """The first difference: where, both addresses, the model's free areas around them
+    at the moment the model chose (before the area was placed)."""
+
+    line: int
+    kernel: int
+    model: int | None
+    what: str  # "allocation", "vmap block", "vm_map_ram"
+    free_near_kernel: list[tuple[int, int]] = field(default_factory=list)
+    free_near_model: list[tuple[int, int]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"  first difference at line {self.line} ({self.what}): kernel {self.kernel:#x}, model "
+               + (f"{self.model:#x}" if self.model is not None else "NULL")]
+        out.append(f"    the model's free areas near the kernel's address: {_ranges(self.free_near_kernel)}")
+        if self.model is not None and self.free_near_model != self.free_near_kernel:
+            out.append(f"    the model's free areas near its own address: {_ranges(self.free_near_model)}")
+        return out
+
 
 @dataclass
 class ReplayResult:
-    """What a replay measured (see ``lines()`` for the report)."""
+    """What a replay measured (see ``report()`` for the report)."""
 
     design: str
     cpus: int
+    mode: str = DECISION
+    following_purges: bool = False
     ops: int = 0
     lines: int = 0
     alloc_compared: int = 0
     alloc_matched: int = 0
+    block_compared: int = 0  # vmap blocks (and large areas) allocated inside vm_map_ram
+    block_matched: int = 0
     map_compared: int = 0
     map_matched: int = 0
     map_offset_matched: int = 0  # same offset inside its vmap block (vb_alloc's choice)
     model_failed: int = 0  # the kernel's call succeeded, the model's did not
     kernel_failed: int = 0
-    first_mismatch: tuple[int, int, int | None] | None = None  # (line, kernel (rebased), model)
+    placed_as_kernel: int = 0  # decision mode: misses placed at the kernel's address
+    first_mismatch: tuple[int, int, int | None] | None = None  # (line, kernel, model)
+    mismatch: Mismatch | None = None
+    #: the rate of the other mode, when it was run too: mode -> (matched, compared)
+    rates: dict[str, tuple[int, int]] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)
@@ -70,51 +124,73 @@ class ReplayResult:
 
     @property
     def compared(self) -> int:
-        return self.alloc_compared + self.map_compared
+        return self.alloc_compared + self.block_compared + self.map_compared
 
     @property
     def matched(self) -> int:
-        return self.alloc_matched + self.map_matched
+        return self.alloc_matched + self.block_matched + self.map_matched
 
     @property
     def match_rate(self) -> float:
         return self.matched / self.compared if self.compared else 1.0
 
+    def rate_of(self, mode: str) -> float | None:
+        """The match rate of ``mode`` (this replay's, or the other pass's), None if not run."""
+        if mode == self.mode:
+            return self.match_rate
+        got = self.rates.get(mode)
+        if got is None:
+            return None
+        return got[0] / got[1] if got[1] else 1.0
+
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k not in ("initial", "vmallocinfo")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("initial", "vmallocinfo", "mismatch", "rates")}
         d["skipped"] = dict(self.skipped)
         d["errors"] = dict(self.errors)
         d["notes"] = dict(self.notes)
         d["match_rate"] = self.match_rate
+        d["decision_rate"] = self.rate_of(DECISION)
+        d["free_run_rate"] = self.rate_of(FREE_RUN)
+        d["rates"] = {m: {"matched": a, "compared": c} for m, (a, c) in self.rates.items()}
         d["lines_per_second"] = self.lines / self.seconds if self.seconds else None
+        if self.mismatch is not None:
+            d["mismatch"] = dict(self.mismatch.__dict__)
         if self.initial is not None:
             d["initial"] = {"placed": len(self.initial.placed), "skipped": dict(self.initial.skipped),
                             "notes": dict(self.initial.notes)}
         return d
 
     def report(self) -> list[str]:
-        out = [f"replayed {self.ops} operations ({self.lines} lines) on design={self.design}, "
-               f"{self.cpus} CPUs, in {self.seconds:.2f} s ({self.lines / max(self.seconds, 1e-9):,.0f} lines/s)",
-               f"addresses rebased {self.kernel_base:#x} -> {self.model_base:#x}"]
+        out = [f"replayed {self.ops} operations ({self.lines} lines) on design {self.design}, "
+               f"{self.cpus} CPUs, {self.mode} mode, in {self.seconds:.2f} s "
+               f"({self.lines / max(self.seconds, 1e-9):,.0f} lines/s)"]
+        if self.kernel_base == self.model_base:
+            out.append(f"VMALLOC_START {self.model_base:#x}, the traced kernel's: addresses are its own")
+        else:
+            out.append(f"addresses rebased {self.kernel_base:#x} -> {self.model_base:#x}")
         if self.initial is not None and (self.initial.placed or self.initial.skipped):
             out.append(f"initial population: {len(self.initial.placed)} areas rebuilt before the first event")
             out += ["  " + s for s in self.initial.lines()[1:]]
-        out.append(f"address match: {self.matched}/{self.compared} = {100 * self.match_rate:.1f}% "
-                   f"(allocations {self.alloc_matched}/{self.alloc_compared}, "
-                   f"vm_map_ram {self.map_matched}/{self.map_compared})")
+        what = "decisions" if self.mode == DECISION else "addresses"
+        out.append(f"address match ({what}): {self.matched}/{self.compared} = {100 * self.match_rate:.1f}% "
+                   f"(allocations {self.alloc_matched}/{self.alloc_compared}, vmap blocks "
+                   f"{self.block_matched}/{self.block_compared}, vm_map_ram {self.map_matched}/{self.map_compared})")
+        for mode, (m, c) in self.rates.items():
+            out.append(f"  {mode} mode: {m}/{c} = {100 * (m / c if c else 1.0):.1f}%")
+        if self.mode == DECISION and self.placed_as_kernel:
+            out.append(f"  {self.placed_as_kernel} misses placed at the kernel's address afterwards")
         if self.map_compared and self.model_block_pages:
             out.append(f"  vm_map_ram at the same offset inside its vmap block: "
                        f"{self.map_offset_matched}/{self.map_compared}")
-        if self.first_mismatch:
-            ln, kern, mod = self.first_mismatch
-            out.append(f"  first difference at line {ln}: kernel {kern:#x}, model "
-                       + (f"{mod:#x}" if mod is not None else "NULL"))
+        if self.mismatch is not None:
+            out += self.mismatch.lines()
         if self.model_failed or self.kernel_failed:
             out.append(f"failures: model {self.model_failed} where the kernel succeeded; kernel {self.kernel_failed}")
         if self.kernel_block_pages or self.model_block_pages:
             out.append(f"vmap block: kernel {self.kernel_block_pages} pages, model {self.model_block_pages} pages")
-        out.append(f"purges: kernel {self.kernel_purges}, model {self.model_purges}; "
-                   f"global TLB flushes: kernel {self.kernel_flushes}, model {self.model_flushes}")
+        out.append(f"purges: kernel {self.kernel_purges}, model {self.model_purges}"
+                   + (" (following the kernel's)" if self.following_purges else "")
+                   + f"; global TLB flushes: kernel {self.kernel_flushes}, model {self.model_flushes}")
         if self.lazy:
             km = max(k for _, k, _ in self.lazy)
             mm = max(m for _, _, m in self.lazy)
@@ -133,6 +209,12 @@ class ReplayResult:
                 out.append(f"  {kind:12s} {c:6d} {m:6d}")
             out.append(f"  same (kind, size): {a['kind_size_common']} of {a['kind_size_captured']} captured; "
                        f"same (address, size, kind): {a['exact_areas']}")
+            if a["lines_equal"]:
+                out.append(f"  line for line in (address, size, kind): all {a['lines_captured']} lines equal")
+            else:
+                d = a["first_line_difference"]
+                out.append(f"  line for line in (address, size, kind): differ first at line {d['index'] + 1}: "
+                           f"captured {d['captured']}, model {d['model']}")
         out.append("check(): " + ("all invariants hold" if self.check_ok else "FAILED"))
         return out
 
@@ -146,13 +228,18 @@ def _bits_kernel(trace: Trace, after: vi.Snapshot | None) -> int | None:
     return size // PAGE_SIZE if size else None
 
 
-def make_kernel(trace: Trace, design: str = "2.6.28", block_pages: int | str = "auto",
+def make_kernel(trace: Trace, design: str = "6.1", block_pages: int | str = "auto",
                 after: vi.Snapshot | None = None, **kw: Any) -> tuple[Kernel, int | None]:
-    """A Kernel for replaying ``trace``: the trace's CPUs, plenty of memory, and on the
-    rewrite design vmap blocks of ``block_pages`` ("auto": the trace's, else Linux 6.1's
-    256; "model": the design's own default). Returns the kernel and the traced block size."""
+    """A Kernel for replaying ``trace``: the trace's CPUs, plenty of memory, its
+    VMALLOC_START, and vmap blocks of ``block_pages`` ("auto": the trace's, else Linux
+    6.1's 256; "model": the design's own default). Returns the kernel and the traced
+    block size."""
     kbits = _bits_kernel(trace, after)
     kw.setdefault("mem_pages", 1 << 22)  # page frames are created lazily: costs nothing
+    if "vmalloc_start" not in kw:
+        start = vi.vmalloc_start_for(design, trace.vstart)
+        if start is not None:
+            kw["vmalloc_start"] = start
     cpus = trace.nr_cpus
     cls = designs.design_class(design)
     if cls.has_vm_map_ram and block_pages != "model":
@@ -168,16 +255,18 @@ def make_kernel(trace: Trace, design: str = "2.6.28", block_pages: int | str = "
 def initial_population(trace: Trace, before: vi.Snapshot | None) -> list[vi.Area]:
     """The areas alive when the trace starts: freed in the trace without being allocated
     in it, plus the before-snapshot's areas the trace does not create (the snapshot may
-    have been taken after the trace began). A busy snapshot area is the trace's own if
-    an allocation of the trace overlaps it; an ``unpurged`` one only if that allocation
-    comes before the trace's first purge (until then a lazy range cannot be reused)."""
+    have been taken after the trace began: the stack of the task that read it is the
+    trace's own allocation, taken out here and replayed). A busy snapshot area is the
+    trace's own if an allocation of the trace overlaps it; an ``unpurged`` one only if
+    that allocation comes before the trace's first purge (until then a lazy range
+    cannot be reused)."""
     allocated: list[tuple[int, int, int]] = []  # (start, end, op index)
     seen: set[int] = set()
     pre: dict[int, vi.Area] = {}
     first_purge = len(trace.ops)
     for i, op in enumerate(trace.ops):
-        if op.kind == ALLOC and op.start is not None:
-            allocated.append((op.start, op.end, i))  # type: ignore[arg-type]
+        if op.kind == ALLOC and op.start is not None and op.end is not None:
+            allocated.append((op.start, op.end, i))
             seen.add(op.start)
         elif op.kind == MAP_RAM and op.block is not None:
             allocated.append((op.block[0], op.block[1], i))
@@ -220,7 +309,8 @@ def initial_population(trace: Trace, before: vi.Snapshot | None) -> list[vi.Area
 
 class _Replayer:
     def __init__(self, k: Kernel, trace: Trace, res: ReplayResult, kbase: int,
-                 hints: dict[int, tuple[bool, vi.Area | None]], follow_purges: bool) -> None:
+                 hints: dict[int, tuple[bool, vi.Area | None]], follow_purges: bool,
+                 decide: bool) -> None:
         self.k = k
         self.trace = trace
         self.res = res
@@ -228,6 +318,7 @@ class _Replayer:
         self.lo, self.hi = k.VMALLOC_START, k.VMALLOC_END
         self.hints = hints
         self.follow = follow_purges
+        self.decide = decide  # decision mode: place each area at the kernel's address
         self.vm: dict[int, int] = {}  # kernel start -> model start (vm_struct areas)
         self.ram: dict[int, tuple[int, int]] = {}  # kernel addr -> (model addr, count)
         self.blocks: set[int] = set()
@@ -236,50 +327,131 @@ class _Replayer:
         self.klazy = 0
         self.via_vmap = not k.has_vm_map_ram  # the design has no vm_map_ram: replay it as vmap()
         self.unmade: set[int] = set()  # kernel vm_map_ram addresses the model failed to map
+        # the placement hook's state: the kernel's address for the allocation under way
+        self.expect: int | None = None
+        self.choice: int | None = None
+        self.asked = 0
+        self.what = "allocation"
+        self.op: Op | None = None
+        # purges followed at their flush: the purging task, frees held until its flush
+        self.kprobe_purges = "kprobe" in trace.forms
+        self.purging: int | None = None
+        self.held: list[Op] = []
+        self.dropped: Counter[str] = Counter()
 
-    def mismatch(self, op: Op, kern: int, model: int | None) -> None:
-        if self.res.first_mismatch is None:
-            self.res.first_mismatch = (op.lineno, kern, model)
+    # -- the design's hooks ------------------------------------------------------------------
+    def install(self) -> None:
+        k = self.k
+        if k.takes_placements:
+            k.placement_hook = self.placement
+        if self.follow:
+            k.work_scheduler = self.drop_work
 
+    def uninstall(self) -> None:
+        self.k.placement_hook = None
+        self.k.work_scheduler = None
+
+    def drop_work(self, cpu: int, name: str, fn: Callable[[], None]) -> None:
+        """The model's own deferred work (its drain of lazy areas): the traced kernel's
+        purges are followed instead."""
+        self.dropped[name] += 1
+
+    def placement(self, size: int, align: int, vstart: int, vend: int, choice: int | None) -> int | None:
+        """The design's allocator asks: its own ``choice``; the answer is the kernel's
+        address in decision mode (None: keep the choice). The first miss is recorded
+        with the free areas around both addresses, before anything moves."""
+        self.asked += 1
+        self.choice = choice
+        want = self.expect
+        if want is None:
+            return None
+        if choice != want and self.res.mismatch is None and self.op is not None:
+            self.record(self.op, want, choice, self.what)
+        return want if self.decide else None
+
+    def record(self, op: Op, kern: int, model: int | None, what: str) -> None:
+        if self.res.mismatch is not None:
+            return
+        k = self.k
+        self.res.first_mismatch = (op.lineno, kern, model)
+        self.res.mismatch = Mismatch(op.lineno, kern, model, what, k.free_areas_near(kern),
+                                     k.free_areas_near(model) if model is not None else [])
+
+    # -- the run -------------------------------------------------------------------------------
     def run(self) -> None:
         k, res = self.k, self.res
         ops = self.trace.ops
         every = max(1, len(ops) // 200)
         set_cpu = k.set_cpu
         ncpu = k.cpus
-        for i, op in enumerate(ops):
-            if op.cpu >= ncpu:
-                res.skipped["event on a CPU the model lacks"] += 1
-                continue
-            set_cpu(op.cpu)
-            kind = op.kind
-            try:
-                if kind == ALLOC:
-                    self.alloc(op, i)
-                elif kind == FREE:
-                    self.free(op)
-                elif kind == MAP_RAM:
-                    self.map_ram(op)
-                elif kind == UNMAP_RAM:
-                    self.unmap_ram(op)
-                elif kind == VFREE:
-                    pass  # the area turns lazy at its free_noflush
-                elif kind == PURGE:
-                    res.kernel_purges += 1
-                    if op.a:  # the tracepoint's num_purged
-                        self.klazy = 0
-                    if self.follow and k.vmap_lazy_nr:
-                        k.purge_vmap_area_lazy()
-                elif kind == FLUSH:
-                    res.kernel_flushes += 1
-                    self.klazy = 0
-                elif kind == UNMAP_ALIASES:
-                    k.vm_unmap_aliases()
-            except VmapError as e:
-                res.errors[f"{type(e).__name__}: {str(e).split(' (')[0][:80]}"] += 1
-            if i % every == 0:
-                res.lazy.append((op.lineno, self.klazy, k.vmap_lazy_nr))
+        self.install()
+        try:
+            for i, op in enumerate(ops):
+                if op.cpu >= ncpu:
+                    res.skipped["event on a CPU the model lacks"] += 1
+                    continue
+                set_cpu(op.cpu)
+                self.step(op, i)
+                if i % every == 0:
+                    res.lazy.append((op.lineno, self.klazy, k.vmap_lazy_nr))
+            self.end_purge()
+        finally:
+            self.uninstall()
+        for name, n in self.dropped.items():
+            res.notes[f"{name} queued by the model and dropped (the kernel's purges are followed)"] += n
         res.lazy.append((ops[-1].lineno if ops else 0, self.klazy, k.vmap_lazy_nr))
+
+    def step(self, op: Op, i: int) -> None:
+        k, res = self.k, self.res
+        kind = op.kind
+        if self.purging is not None and op.pid == self.purging and kind != FLUSH:
+            self.end_purge()  # the purge flushed nothing: its lazy list was empty
+        try:
+            if kind == ALLOC:
+                self.alloc(op, i)
+            elif kind == FREE:
+                if self.purging is not None:
+                    self.held.append(op)  # after the purge took its list: lazy until the next
+                else:
+                    self.free(op)
+            elif kind == MAP_RAM:
+                self.map_ram(op)
+            elif kind == UNMAP_RAM:
+                self.unmap_ram(op)
+            elif kind == VFREE:
+                pass  # the area turns lazy at its free_noflush
+            elif kind == PURGE:
+                res.kernel_purges += 1
+                if op.a:  # the tracepoint's num_purged
+                    self.klazy = 0
+                if self.follow:
+                    if self.kprobe_purges:
+                        self.end_purge()
+                        self.purging = op.pid  # the areas return at this task's flush
+                    elif k.vmap_lazy_nr:
+                        k.purge_vmap_area_lazy()  # the tracepoint fires when the purge is done
+            elif kind == FLUSH:
+                res.kernel_flushes += 1
+                self.klazy = 0
+                if self.purging == op.pid:
+                    if k.vmap_lazy_nr:
+                        # Deviation: 6.1's drain does not purge fragmented vmap blocks; the
+                        # model's purge_vmap_area_lazy() does (none are fragmented here).
+                        k.purge_vmap_area_lazy()
+                    self.end_purge()
+            elif kind == UNMAP_ALIASES:
+                k.vm_unmap_aliases()
+        except VmapError as e:
+            res.errors[f"{type(e).__name__}: {str(e).split(' (')[0][:80]}"] += 1
+
+    def end_purge(self) -> None:
+        self.purging = None
+        held, self.held = self.held, []
+        for op in held:
+            try:
+                self.free(op)
+            except VmapError as e:
+                self.res.errors[f"{type(e).__name__}: {str(e).split(' (')[0][:80]}"] += 1
 
     def alloc(self, op: Op, i: int) -> None:
         k, res = self.k, self.res
@@ -293,23 +465,31 @@ class _Replayer:
             return
         vfreed, hint = self.hints.get(i, (False, None))
         caller = hint.caller if hint is not None else op.caller or "alloc_vmap_area"
-        area = k.get_vm_area_node__(size - PAGE_SIZE, VM_ALLOC, vstart, vend, -1, GFP_KERNEL,
-                                    caller, align=max(align, 1))
-        if op.start is None:
+        kern = None if op.start is None else op.start + self.delta
+        self.expect, self.op, self.what, self.asked = kern, op, "allocation", 0
+        try:
+            area = k.get_vm_area_node__(size - PAGE_SIZE, VM_ALLOC, vstart, vend, -1, GFP_KERNEL,
+                                        caller, align=max(align, 1))
+        finally:
+            self.expect = self.op = None
+        if kern is None:
             res.kernel_failed += 1
             if area is not None:
                 k.vunmap(area.addr)
             return
         res.alloc_compared += 1
-        if area is None:
-            res.model_failed += 1
-            self.mismatch(op, op.start + self.delta, None)
-            return
-        if area.addr == op.start + self.delta:
+        # the model's own choice: what its allocator said, else where the area went
+        choice = self.choice if self.asked else (None if area is None else area.addr)
+        if choice == kern:
             res.alloc_matched += 1
         else:
-            self.mismatch(op, op.start + self.delta, area.addr)
-        self.vm[op.start] = area.addr
+            self.record(op, kern, choice, "allocation")
+            if area is not None and area.addr == kern:
+                res.placed_as_kernel += 1
+        if area is None:
+            res.model_failed += 1
+            return
+        self.vm[op.start] = area.addr  # type: ignore[index]
         if hint is not None:
             area.flags = hint.flags or VM_ALLOC
             if hint.phys:
@@ -361,15 +541,31 @@ class _Replayer:
         if count > len(pool):
             res.skipped["vm_map_ram larger than the model's memory"] += 1
             return
+        kblock = None
         if op.block is not None:
             self.blocks.add(op.block[0])
+            kblock = op.block[0] + self.delta
         maddr = None
-        if not self.via_vmap:
-            maddr = k.vm_map_ram(pool, count, node)
-        else:
-            # 2.6.27 had no vm_map_ram; XFS mapped its multi-page buffers with vmap()
-            res.notes["vm_map_ram replayed as vmap() (the design has no vm_map_ram)"] += 1
-            maddr = k.vmap(pool, count)
+        self.expect, self.op, self.what, self.asked = kblock, op, "vmap block", 0
+        try:
+            if not self.via_vmap:
+                maddr = k.vm_map_ram(pool, count, node)
+            else:
+                # 2.6.27 had no vm_map_ram; XFS mapped its multi-page buffers with vmap()
+                res.notes["vm_map_ram replayed as vmap() (the design has no vm_map_ram)"] += 1
+                maddr = k.vmap(pool, count)
+        finally:
+            self.expect = self.op = None
+        if self.asked and not self.via_vmap:
+            if kblock is not None:
+                res.block_compared += 1
+                if self.choice == kblock:
+                    res.block_matched += 1
+            elif op.start:
+                res.notes["vm_map_ram: the model allocated a new block where the kernel did not"] += 1
+        elif kblock is not None and k.takes_placements and not self.via_vmap:
+            res.block_compared += 1  # the kernel needed a new block, the model did not
+            res.notes["vm_map_ram: the kernel allocated a new block where the model did not"] += 1
         if not op.start:
             res.kernel_failed += 1
             if maddr is not None:
@@ -378,19 +574,20 @@ class _Replayer:
                 else:
                     k.vm_unmap_ram(maddr, count)
             return
+        kern = op.start + self.delta
         res.map_compared += 1
         if maddr is None:
             res.model_failed += 1
             self.unmade.add(op.start)
-            self.mismatch(op, op.start + self.delta, None)
+            self.record(op, kern, None, "vm_map_ram")
             return
-        if maddr == op.start + self.delta:
+        if maddr == kern:
             res.map_matched += 1
+        else:
+            self.record(op, kern, maddr, "vm_map_ram")
         block = k.vmap_block_pages * PAGE_SIZE
-        if block and op.a <= VMAP_MAX_ALLOC and (maddr - op.start - self.delta) % block == 0:
+        if block and op.a <= VMAP_MAX_ALLOC and (maddr - kern) % block == 0:
             res.map_offset_matched += 1
-        if maddr != op.start + self.delta:
-            self.mismatch(op, op.start + self.delta, maddr)
         self.ram[op.start] = (maddr, count)
 
     def unmap_ram(self, op: Op) -> None:
@@ -434,13 +631,22 @@ def _hints(trace: Trace, after: vi.Snapshot | None) -> dict[int, tuple[bool, vi.
     return out
 
 
-def replay_trace(trace: Trace, design: str = "2.6.28", before: vi.Snapshot | None = None,
+def replay_trace(trace: Trace, design: str = "6.1", before: vi.Snapshot | None = None,
                  after: vi.Snapshot | None = None, block_pages: int | str = "auto",
-                 follow_purges: bool = False, check: bool = True, **kernel_kw: Any) -> tuple[Kernel, ReplayResult]:
-    """Replay ``trace`` on a fresh Kernel of ``design``; returns the kernel and the result."""
+                 follow_purges: bool | None = None, check: bool = True, free_run: bool = False,
+                 both_modes: bool = False, **kernel_kw: Any) -> tuple[Kernel, ReplayResult]:
+    """Replay ``trace`` on a fresh Kernel of ``design``; returns the kernel and the result.
+
+    Decision mode unless ``free_run`` (or the design cannot be told the kernel's
+    choices: then free-run). ``follow_purges`` None: follow the kernel's purges on a
+    design whose purges are deferred work. ``both_modes``: replay once more in the
+    other mode (on a design that takes placements) and keep its rate in ``rates``."""
     t0 = time.perf_counter()
     k, kbits = make_kernel(trace, design, block_pages, after, **kernel_kw)
-    res = ReplayResult(design=k.design, cpus=k.cpus, ops=len(trace.ops), lines=trace.lines)
+    decide = not free_run and k.takes_placements
+    follow = k.purges_deferred if follow_purges is None else follow_purges
+    res = ReplayResult(design=k.design, cpus=k.cpus, mode=DECISION if decide else FREE_RUN,
+                       following_purges=follow, ops=len(trace.ops), lines=trace.lines)
     res.kernel_block_pages = kbits
     res.model_block_pages = k.vmap_block_pages or None
     kbase = trace.vstart
@@ -450,7 +656,7 @@ def replay_trace(trace: Trace, design: str = "2.6.28", before: vi.Snapshot | Non
     res.kernel_base, res.model_base = kbase, k.VMALLOC_START
     init = initial_population(trace, before)
     purges0, flushes0 = k.purges, k.stats["tlb_flushes"]
-    r = _Replayer(k, trace, res, kbase, _hints(trace, after), follow_purges)
+    r = _Replayer(k, trace, res, kbase, _hints(trace, after), follow, decide)
     if init:
         res.initial = vi.rebuild(k, init, kernel_base=kbase, hashed=False)
         by_line = {a.lineno: a for a in init}
@@ -470,17 +676,28 @@ def replay_trace(trace: Trace, design: str = "2.6.28", before: vi.Snapshot | Non
         except VmapError:
             res.check_ok = False
     res.seconds = time.perf_counter() - t0
+    if both_modes and k.takes_placements:
+        _, other = replay_trace(trace, design, before, None, block_pages, follow_purges, False,
+                                free_run=decide, **kernel_kw)
+        res.rates[other.mode] = (other.matched, other.compared)
     return k, res
 
 
+def _line_key(a: vi.Area, delta: int) -> tuple[int, int, str]:
+    return a.start + delta, a.size, a.label
+
+
 def compare_after(k: Kernel, after: vi.Snapshot, kbase: int, text: str | None = None) -> dict[str, Any]:
-    """The captured after-snapshot (areas inside the model's range) against the model's."""
+    """The captured after-snapshot (areas inside the model's range) against the model's:
+    counts by kind, (kind, size) pairs, areas at the same (address, size, kind), and
+    the two files line for line in (address, size, kind)."""
     delta = k.VMALLOC_START - kbase
     inside = [a for a in after.areas
               if k.VMALLOC_START <= a.start + delta and a.end + delta <= k.VMALLOC_END + 1]
     model = vi.parse_vmallocinfo(text if text is not None else vi.render_modern(k), "<model>")
     out = vi.compare(inside, model)
     mset = {(a.start, a.size, a.label) for a in model.areas}
-    out["exact_areas"] = sum(1 for a in inside if (a.start + delta, a.size, a.label) in mset)
+    out["exact_areas"] = sum(1 for a in inside if _line_key(a, delta) in mset)
     out["captured_outside"] = len(after.areas) - len(inside)
+    out.update(vi.compare_lines(inside, model.areas, delta))
     return out

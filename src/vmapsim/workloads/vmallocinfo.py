@@ -30,6 +30,7 @@ from ..errors import ConfigError, VmapError
 from ..mm import designs
 from ..mm.constants import (
     PAGE_KERNEL,
+    PAGE_SHIFT,
     PAGE_SIZE,
     VM_ALLOC,
     VM_IOREMAP,
@@ -42,6 +43,8 @@ from ..mm.vmalloc import Kernel
 from . import InputFormatError
 
 GIB = 1 << 30
+#: the largest ioremap alignment of the kernels read (x86_64 6.x: PUD_SHIFT)
+IOREMAP_ALIGN_SHIFT = 30
 
 #: The words vmallocinfo prints for vm_struct flags; 0 = printed by modern kernels,
 #: not modelled by vmapsim (reported as such when rebuilding).
@@ -286,6 +289,23 @@ def size_profile(snap: Snapshot | list[Area]) -> Counter[tuple[str, int]]:
     return Counter((a.label, a.size) for a in areas)
 
 
+def compare_lines(captured: list[Area], model: list[Area], delta: int = 0) -> dict[str, Any]:
+    """Two snapshots line for line in (address, size, kind), the captured addresses moved
+    by ``delta``: ``lines_equal``, the line counts, and the first difference (index,
+    both lines as ``(address, size, kind)`` or None past the end)."""
+    a = [(x.start + delta, x.size, x.label) for x in captured]
+    b = [(x.start, x.size, x.label) for x in model]
+    out: dict[str, Any] = {"lines_equal": a == b, "lines_captured": len(a), "lines_model": len(b),
+                           "first_line_difference": None}
+    if a != b:
+        i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+        def show(t: list[tuple[int, int, str]]) -> str | None:
+            return f"{t[i][0]:#x} {t[i][1]} {t[i][2]}" if i < len(t) else None
+        out["first_line_difference"] = {"index": i, "captured": show(a), "model": show(b)}
+    return out
+
+
 def compare(captured: Snapshot | list[Area], model: Snapshot | list[Area]) -> dict[str, Any]:
     """Counts by kind side by side and the share of (kind, size) pairs in common."""
     c, m = summarize(captured), summarize(model)
@@ -333,12 +353,16 @@ class RebuildReport:
     notes: Counter[str] = field(default_factory=Counter)  # partial modelling -> areas
     purges: int = 0
     kernel_base: int | None = None
+    model_base: int | None = None
     held_pages: list[Any] = field(default_factory=list)  # pages of vmap()ed areas
 
     def lines(self) -> list[str]:
         out = [f"rebuilt {sum(self.by_kind.values())} areas: "
                + ", ".join(f"{k} {v}" for k, v in sorted(self.by_kind.items()))]
-        if self.kernel_base is not None:
+        if self.kernel_base is not None and self.kernel_base == self.model_base:
+            out.append(f"VMALLOC_START {self.model_base:#x} as the capture's; {self.exact} at their "
+                       f"captured address")
+        elif self.kernel_base is not None:
             out.append(f"addresses rebased from the capture's {self.kernel_base:#x} to the model's "
                        f"VMALLOC_START; {self.exact} at their exact offset")
         if self.laid_out:
@@ -364,6 +388,11 @@ def _layout_hashed(snap: Snapshot, base: int, block: int) -> dict[int, int]:
             addr = cur if a.start == prev_end_hash else cur + PAGE_SIZE
             if a.kind == "vm_map_ram" and block:
                 addr = (addr + block - 1) // block * block
+            elif "ioremap" in a.words and a.size > PAGE_SIZE:
+                # aligned as __get_vm_area_node() aligns ioremap areas: to their size rounded
+                # up to a power of two (x86_64 6.x: up to 1 GiB, 2.6: up to 512 KiB)
+                al = 1 << min(max((a.size - PAGE_SIZE - 1).bit_length(), PAGE_SHIFT), IOREMAP_ALIGN_SHIFT)
+                addr = (addr + al - 1) // al * al
             out[a.lineno] = addr
             cur = addr + a.size
             prev_end_hash = a.end
@@ -402,6 +431,7 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
         if kernel_base is None:
             kernel_base = min((a.start for a in areas), default=0) & ~(GIB - 1)
         rep.kernel_base = kernel_base
+        rep.model_base = lo
         where = {a.lineno: a.start - kernel_base + lo for a in areas}
 
     plan: list[tuple[int, Area]] = []
@@ -443,7 +473,10 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
     old_cpu = k.this_cpu.id
     k.set_cpu(cpu)
     try:
-        plan.sort(key=lambda p: -p[0])  # descending: see _place
+        # the design's order (see _place): ascending for a lowest fit, whose free tree
+        # then has the shape of one carved from [1, ULONG_MAX) in address order
+        ascending = k.placement_order == "ascending"
+        plan.sort(key=lambda p: p[0] if ascending else -p[0])
         for addr, a in plan:
             ok = _place(k, a, addr, rep)
             if ok:
@@ -460,10 +493,11 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
 
 
 def _place(k: Kernel, a: Area, addr: int, rep: RebuildReport) -> bool:
-    """Apply one planned placement. Areas are placed from the highest address down: the
-    2.6 allocators refuse to put a new area right after a busy one (their one-page
-    gap), while modern kernels (no gap) pack areas back to back; placed in descending
-    order every snapshot area lands on its own range."""
+    """Apply one planned placement, in the design's ``placement_order``: the 2.6
+    allocators refuse to put a new area right after a busy one (their one-page gap), so
+    their areas are placed from the highest address down and each lands on its own
+    range; a lowest-fit allocator (6.x, no gap) has them carved in ascending order, the
+    order its own first allocations took, which gives its free tree that shape."""
     if a.kind == "unpurged":
         if not k.place_lazy_area(addr, a.size):
             raise VmapError(f"rebuild: the model refused the planned range {addr:#x} (line {a.lineno})")
@@ -505,13 +539,41 @@ def _place(k: Kernel, a: Area, addr: int, rep: RebuildReport) -> bool:
     return True
 
 
-def kernel_for(snap: Snapshot, design: str = "2.6.28", cpus: int = 2, **kw: Any) -> Kernel:
-    """A Kernel sized for ``snap``: its NUMA nodes, enough memory, and (rewrite design)
-    vmap blocks of the snapshot's vm_map_ram size when it shows any."""
+def snapshot_base(snap: Snapshot | list[Area]) -> int | None:
+    """The captured kernel's VMALLOC_START as a snapshot shows it: its lowest area rounded
+    down to 1 GiB (x86_64 randomizes the vmalloc base in 1 GiB steps); None if the
+    addresses are hashed or there are none."""
+    areas = snap.areas if isinstance(snap, Snapshot) else snap
+    if not areas or (isinstance(snap, Snapshot) and snap.hashed):
+        return None
+    return min(a.start for a in areas) & ~(GIB - 1)
+
+
+def vmalloc_start_for(design: str, base: int | None) -> int | None:
+    """``base`` if the design's vmalloc space can start there (a 1 GiB aligned x86_64
+    kernel address with room for the space after it), else None (the design's default:
+    addresses are then rebased)."""
+    if base is None or base & (GIB - 1) or not 0xFFFF800000000000 <= base < 1 << 64:
+        return None
+    if base + designs.design_class(design).default_vmalloc_size() > 1 << 64:
+        return None
+    return base
+
+
+def kernel_for(snap: Snapshot, design: str = "6.1", cpus: int = 2, vmalloc_start: int | None = None,
+               **kw: Any) -> Kernel:
+    """A Kernel sized for ``snap``: its NUMA nodes, enough memory, vmap blocks of the
+    snapshot's vm_map_ram size when it shows any, and the captured kernel's
+    VMALLOC_START (``vmalloc_start``, else ``snapshot_base()`` when the design's space
+    fits there, else the design's default), so real addresses stay the kernel's."""
     nodes = 1 + max((n for a in snap.areas for n in a.nodes), default=0)
     pages = sum(a.pages or 0 for a in snap.areas) + sum(a.size for a in snap.areas if a.kind == "vm") // PAGE_SIZE
     kw.setdefault("nodes", nodes)
     kw.setdefault("mem_pages", max(262144, 2 * pages) // nodes * nodes)
+    if vmalloc_start is None:
+        vmalloc_start = vmalloc_start_for(design, snapshot_base(snap))
+    if vmalloc_start is not None:
+        kw["vmalloc_start"] = vmalloc_start
     blocks = {a.size for a in snap.areas if a.kind == "vm_map_ram"}
     if len(blocks) == 1:
         conf = designs.design_class(design).config_for(cpus, blocks.pop() // PAGE_SIZE)
