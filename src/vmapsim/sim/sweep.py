@@ -215,12 +215,13 @@ def _stop_pool(ex: Any, kill: bool) -> None:
         p.join(5)
 
 
-def run_local(cells: Iterable[Cell], jobs: int) -> Iterator[Event]:
+def run_local(cells: Iterable[Cell], jobs: int,
+              fn: Callable[[Cell], dict[str, Any]] = run_cell) -> Iterator[Event]:
     """The cells on ``jobs`` worker processes (spawned: nothing of this process is shared).
 
     At most ``jobs`` cells are in flight, so a worker that dies takes only its own cell
     (and the others then in flight) with it: those are recorded as failed, a new pool
-    is started and the sweep goes on.
+    is started and the sweep goes on. ``fn`` is what a worker runs (a test's stand-in).
     """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -239,7 +240,7 @@ def run_local(cells: Iterable[Cell], jobs: int) -> Iterator[Event]:
         while pending or inflight:
             while pending and len(inflight) < jobs:
                 c = pending.popleft()
-                inflight[ex.submit(run_cell, c)] = (c, time.perf_counter())
+                inflight[ex.submit(fn, c)] = (c, time.perf_counter())
                 yield Event("start", c)
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             broken = False
@@ -263,15 +264,6 @@ def run_local(cells: Iterable[Cell], jobs: int) -> Iterator[Event]:
         finished = True
     finally:
         _stop_pool(ex, kill=not finished)
-
-
-def _version_probe() -> str | None:
-    # runs on a Dask worker; cloudpickle sends it by value, so it needs no vmapsim there
-    try:
-        import vmapsim
-    except ImportError:
-        return None
-    return str(vmapsim.__version__)
 
 
 def _dask_cell(cell: Cell) -> dict[str, Any]:
@@ -316,27 +308,37 @@ def run_dask(cells: Iterable[Cell], address: str, jobs: int | None = None,
     try:
         if address == "local":
             cluster = LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+                                   host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                   silence_logs=logging.ERROR)
             client = Client(cluster)
         else:
             client = Client(address, timeout="20s")
-    except (OSError, TimeoutError) as e:
+    except (OSError, TimeoutError, RuntimeError) as e:
         if cluster is not None:
             cluster.close()
-        raise SweepError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+        what = "start a LocalCluster" if address == "local" else f"reach the Dask scheduler at {address}"
+        raise SweepError(f"cannot {what}: {e}") from None
     try:
         try:
             client.wait_for_workers(1, timeout=wait_workers)
         except TimeoutError:
             raise SweepError(f"the Dask scheduler at {address} has no workers "
                              f"(waited {wait_workers:.0f} s)") from None
+        def probe() -> str | None:
+            # nested, so cloudpickle sends it by value: it runs on a worker without vmapsim
+            try:
+                import vmapsim
+            except ImportError:
+                return None
+            return str(vmapsim.__version__)
+
         checked: set[str] = set()
 
         def slots() -> int:
             nt = client.nthreads()
             new = [a for a in nt if a not in checked]
             if new:
-                check_worker_versions(client.run(_version_probe, workers=new))
+                check_worker_versions(client.run(probe, workers=new))
                 checked.update(new)
             return max(1, sum(nt.values()))
 
