@@ -282,3 +282,19 @@ def test_bad_parameters(capsys: pytest.CaptureFixture[str]) -> None:
     assert "nr_threads 9" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["stress", "--run-test-mask", "lots"])
+
+
+def test_stress_profile_and_check_options(capsys: pytest.CaptureFixture[str]) -> None:
+    # the run's profile names 6.x's lock functions as perf does on x86, and --check end
+    # checks once (a broken invariant would still fail the run)
+    assert main(["stress", "--design", "6.1", "--run-test-mask", "1", "--nr-threads", "4",
+                 "--test-loop-count", "30", "--cost", "threadripper-3970x", "--check", "end",
+                 "--profile", "30"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^# simulated time of the whole run: [\d,]+\.\d{3} ms", out, re.M)
+    assert "_raw_spin_lock" in out and "# lock functions" in out
+    r = tv.run(tv.StressParams(nr_threads=2, test_loop_count=10, run_test_mask=1), design="6.9",
+               check="none")
+    assert r.makespan_ns > 0 and r.profile["vmap_page_range"] > 0
+    with pytest.raises(ConfigError, match="check must be"):
+        tv.run(tv.StressParams(nr_threads=1, run_test_mask=1), check="sometimes")

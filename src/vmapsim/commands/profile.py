@@ -37,10 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
 
 
-def entries(r: RunResult) -> tuple[float, list[dict[str, float | str]]]:
+def entries(r: RunResult | dict[str, float]) -> tuple[float, list[dict[str, float | str]]]:
     """(total ns, [{"function", "ns", "share"}] sorted by ns, largest first)."""
-    total = sum(r.profile.values())
-    rows = sorted(r.profile.items(), key=lambda kv: (-kv[1], kv[0]))
+    prof = r if isinstance(r, dict) else r.profile
+    total = sum(prof.values())
+    rows = sorted(prof.items(), key=lambda kv: (-kv[1], kv[0]))
     return total, [{"function": fn, "ns": ns, "share": ns / total if total else 0.0}
                    for fn, ns in rows if ns > 0]
 
@@ -80,16 +81,24 @@ def print_profile(r: RunResult, args: argparse.Namespace) -> None:
     total, rows = entries(r)
     print(f"# vmapsim profile: {r.design}, {r.workload}, {r.threads} threads on {r.cpus} CPUs, "
           f"{r.ops_per_thread} ops/thread, {r.pages} pages, cost {r.cost}")
-    print(f"# simulated time summed over all CPUs; 1 tick = {args.tick:g} ns; "
+    print_listing(r.profile, args.tick, args.top)
+    for line in seed_notes(r, total):
+        print(line)
+
+
+def print_listing(profile: dict[str, float], tick: float, top: int) -> None:
+    """readprofile's columns (ticks, function, normalised share), then the lock and IPI
+    summary lines."""
+    total, rows = entries(profile)
+    print(f"# simulated time summed over all CPUs; 1 tick = {tick:g} ns; "
           f"normalised = share of the total")
-    tick = args.tick
-    shown = rows[:args.top]
+    shown = rows[:top]
     width = max([40] + [len(str(row["function"])) for row in shown])
     print(f"{total / tick:>12.0f} {'total':<{width}} {1.0:.4f}")
     for row in shown:
         ns = float(row["ns"])
         print(f"{ns / tick:>12.0f} {row['function']!s:<{width}} {float(row['share']):.4f}")
-    for line in seed_notes(r, total):
+    for line in lock_notes(profile, total):
         print(line)
 
 
@@ -97,24 +106,32 @@ def print_profile(r: RunResult, args: argparse.Namespace) -> None:
 LOCK_FNS = frozenset({"_spin_lock", "_write_lock", "_read_lock", "mutex_lock", "_raw_spin_lock"})
 
 
-def lock_ipi_share(r: RunResult, total: float) -> float:
+def lock_ipi_share(r: RunResult | dict[str, float], total: float) -> float:
     """Share of all time in lock waits and IPI/flush work."""
+    prof = r if isinstance(r, dict) else r.profile
     ipi = {"smp_call_function", "smp_call_function_interrupt", "flush_tlb_kernel_range", "flush_tlb_all"}
-    return sum(ns for fn, ns in r.profile.items() if is_lock_wait(fn) or fn in ipi) / total if total else 0.0
+    return sum(ns for fn, ns in prof.items() if is_lock_wait(fn) or fn in ipi) / total if total else 0.0
 
 
-def seed_notes(r: RunResult, total: float) -> list[str]:
-    """The seed's figures beside the model's, for the workloads the seed profiled."""
-    out = [f"# lock wait + IPI/flush work: {lock_ipi_share(r, total):.1%} of all simulated time"]
-    busy = total - r.profile.get("default_idle", 0.0)
+def lock_notes(profile: dict[str, float], total: float) -> list[str]:
+    """The lock wait + IPI share, and each lock function's share of non-idle time
+    (perf's view: a wait entry ``f (lock)`` counts under ``f``)."""
+    out = [f"# lock wait + IPI/flush work: {lock_ipi_share(profile, total):.1%} of all simulated time"]
+    busy = total - profile.get("default_idle", 0.0)
     by_fn: dict[str, float] = {}
-    for fn, ns in r.profile.items():
+    for fn, ns in profile.items():
         if is_lock_wait(fn) or fn in LOCK_FNS:
             name = fn.split(" (", 1)[0]
             by_fn[name] = by_fn.get(name, 0.0) + ns
     if by_fn and busy > 0:
         out.append("# lock functions (waits summed over locks), share of non-idle time: " + ", ".join(
             f"{fn} {ns / busy:.1%}" for fn, ns in sorted(by_fn.items(), key=lambda kv: -kv[1])))
+    return out
+
+
+def seed_notes(r: RunResult, total: float) -> list[str]:
+    """The seed's figures beside the model's, for the workloads the seed profiled."""
+    out: list[str] = []
     if r.workload == "xfsdir":
         from ..workloads import xfsdir
 

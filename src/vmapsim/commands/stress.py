@@ -66,6 +66,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cost", default="opteron-2008", choices=sorted(PRESETS),
                    help="cost-model preset (default opteron-2008: 2 sockets x 4 cores, 2.3 GHz)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--check", default="case", choices=("case", "end", "none"),
+                   help="model option: run check() after every case (default), once at the end, "
+                        "or never (check() walks all the state: the kernel-size 64-worker runs "
+                        "spend most of their time in it)")
+    p.add_argument("--profile", type=positive_int, default=None, metavar="N",
+                   help="also print the run's profile (readprofile columns, N lines)")
     p.add_argument("--setup-div", type=positive_int, default=tv.DEFAULT_SETUP_DIV,
                    help="model option: divide the set-up sizes of full_fit_alloc_test "
                         "(fls(cpus)*8192 pairs) and long_busy_list_alloc_test (15000 areas) "
@@ -106,7 +112,7 @@ def run_one(args: argparse.Namespace, design: str) -> int:
         params = params_from_args(args)
         result = tv.run(params, design=design, cpus=args.cpus, cost=args.cost,
                         seed=args.seed, mem_pages=args.mem_pages,
-                        vmalloc_size=args.vmalloc_size)
+                        vmalloc_size=args.vmalloc_size, check=args.check)
     except ConfigError as e:
         print(f"vmapsim stress: {e}", file=sys.stderr)
         return 2
@@ -122,6 +128,13 @@ def run_one(args: argparse.Namespace, design: str) -> int:
         print(line)
     for line in result.failure_lines():
         print(line)
+    print(f"# simulated time of the whole run: {result.makespan_ns / 1e6:,.3f} ms "
+          f"(first worker's start to the last one's end)")
+    if args.profile:
+        from .profile import print_listing
+
+        print(f"# profile of the run: {result.design}, {p.nr_threads} workers, cost {result.cost}")
+        print_listing(result.profile, 1000.0, args.profile)
     print(f"# simulated in {result.wall_seconds:.1f} s wall-clock")
     if result.failed:
         print("vmapsim stress: some test cases failed (reasons above)", file=sys.stderr)

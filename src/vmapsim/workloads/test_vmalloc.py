@@ -103,7 +103,7 @@ class Worker:
     """One ``vmalloc_test/<i>`` kthread: its CPU, its RNG and its results."""
 
     __slots__ = ("index", "k", "cpu_id", "params", "rng", "data", "start", "stop", "reason",
-                 "expected", "oops", "order")
+                 "expected", "oops", "order", "check_each")
 
     MAX_REASONS = 5
 
@@ -123,6 +123,8 @@ class Worker:
         #: The oracle error that ended this worker, if any.
         self.oops = ""
         self.order: list[int] = []
+        #: run ``k.check()`` after every case (else only at the end of the run)
+        self.check_each = True
 
     def fail(self, reason: str, expected: bool = False) -> int:
         """Record why the running case fails; the case's return value (-1)."""
@@ -479,6 +481,10 @@ class StressResult:
     #: Selected cases the model cannot run: index -> reason.
     skipped: dict[int, str]
     wall_seconds: float = 0.0
+    #: simulated ns per kernel function summed over every CPU, idle time as default_idle
+    profile: dict[str, float] = field(default_factory=dict)
+    #: simulated time of the whole run: the first worker's start to the last one's end
+    makespan_ns: float = 0.0
 
     def selected(self) -> list[int]:
         mask = self.params.run_test_mask
@@ -559,7 +565,8 @@ def _run_case(w: Worker, index: int) -> Iterator[None]:
                         d.expected_reasons.append(reason)
                 elif len(d.reasons) < Worker.MAX_REASONS:
                     d.reasons.append(reason)
-            k.check()  # the model's: every invariant after every case
+            if w.check_each:
+                k.check()  # the model's: every invariant after every case
     except VmapError as e:
         # the oracle (or check()) caught what the kernel would not report: count a
         # failure of this case and end the worker, as an oops ends the kthread
@@ -602,9 +609,14 @@ def run(
     seed: int = 0,
     mem_pages: int | None = None,
     vmalloc_size: int | None = None,
+    check: str = "case",
 ) -> StressResult:
     """Run the module on a fresh kernel: worker i on CPU i of a ``cpus``-CPU machine
-    (default: the preset's machine, or ``nr_threads`` CPUs if more)."""
+    (default: the preset's machine, or ``nr_threads`` CPUs if more). ``check``: "case"
+    runs ``k.check()`` after every case (an O(state) walk each), "end" once after the
+    run, "none" never."""
+    if check not in ("case", "end", "none"):
+        raise ConfigError(f"check must be case, end or none, got {check!r}")
     import time
 
     from ..sim.engine import Engine
@@ -634,6 +646,7 @@ def run(
     workers = []
     for i in range(p.nr_threads):
         w = Worker(i, k, i, p, random.Random(rng.random()))
+        w.check_each = check == "case"
         w.order = list(range(len(TEST_CASES)))
         if not p.sequential_test_order:
             shuffle_array(w.order, w.rng)
@@ -657,7 +670,17 @@ def run(
         for w in workers:
             m.set_idle(m.cpus[w.cpu_id], True)
     wall = time.perf_counter() - wall0
+    t_end = max(c.clock for c in m.cpus)
     for c in m.cpus:
         m.sync(c)
+    prof: dict[str, float] = {}
+    for c in m.cpus:
+        for fn, ns in c.prof.items():
+            prof[fn] = prof.get(fn, 0.0) + ns
+        if t_end > c.clock:
+            prof["default_idle"] = prof.get("default_idle", 0.0) + t_end - c.clock
+    if check == "end":
+        k.check()
     return StressResult(params=p, design=k.design, cpus=cpus, cost=model.name, ghz=model.ghz,
-                        seed=seed, workers=workers, skipped=skipped, wall_seconds=wall)
+                        seed=seed, workers=workers, skipped=skipped, wall_seconds=wall,
+                        profile=prof, makespan_ns=t_end - t0)
