@@ -246,9 +246,10 @@ def int_list_one(text: str) -> int:
 
 def cores() -> int:
     """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
+    try:
         return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class _Progress:
