@@ -117,12 +117,13 @@ def _as_tracepoints(t: tr.Trace, lazy_max: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def test_tracepoint_form_round_trip() -> None:
-    k, rec = tr.generate_trace("forkstorm", 3000, cpus=1, seed=2)  # 1 CPU: lazy_max_pages 8192
+@pytest.mark.parametrize("design", ["2.6.28", "6.1"])
+def test_tracepoint_form_round_trip(design: str) -> None:
+    k, rec = tr.generate_trace("forkstorm", 3000, cpus=1, seed=2, design=design)  # 1 CPU: lazy_max_pages 8192
     text = _as_tracepoints(tr.parse_trace(rec.text()), k.lazy_max_pages())
     t = tr.parse_trace(text, "tp")
     assert t.forms == {"tracepoint"}
-    k2, res = rp.replay_trace(t, "2.6.28")
+    k2, res = rp.replay_trace(t, design)  # 6.1 follows the purges: at the tracepoint, fired when done
     assert res.alloc_compared > 1000 and res.match_rate == 1.0 and res.check_ok
     assert res.model_purges == res.kernel_purges >= 1
     assert res.lazy[-1][1] == res.lazy[-1][2] == k.vmap_lazy_nr
@@ -400,3 +401,32 @@ def test_command_names_the_first_mismatch(tmp_path: pytest.TempPathFactory,
     assert f"first difference at line 6 (allocation): kernel {V + 0x10000:#x}, model {V + 0x5000:#x}" in out
     assert f"free areas near the kernel's address: [0x1-{V:#x}) [{V + 0x5000:#x}-0xffffffffffffffff)" in out
     assert "Traceback" not in out
+
+
+def test_descending_rebuild_order_misses_a_block_and_the_report_shows_why(
+        xfs: tuple[tr.Trace, vi.Snapshot, vi.Snapshot]) -> None:
+    """The free tree's shape matters for aligned requests: carved in descending order,
+    6.1's walk prunes the 1 MiB + 36 KiB hole at +0x700000 (below the 2 MiB - 1 search
+    length of a 1 MiB-aligned block) and the kernel's block goes 2 MiB higher."""
+    from vmapsim.mm.designs import DesignInfo
+    from vmapsim.mm.linux61 import Linux61
+
+    info = DesignInfo(name="toy-6.1-desc", aliases=(), kernel="6.1 rebuilt top-down (the test suite's)",
+                      changed="placement_order descending", commit="(none)", leaves_out="(as 6.1)")
+
+    class Desc(Linux61, design=info):
+        placement_order = "descending"
+
+    try:
+        t, before, after = xfs
+        _, res = rp.replay_trace(t, "toy-6.1-desc", before, after)
+        assert res.compared - res.matched == 1 and res.block_compared - res.block_matched == 1
+        m = res.mismatch
+        base = t.vstart
+        assert m is not None and m.what == "vmap block" and m.line == 100
+        assert (m.kernel - base, m.model - base) == (0x700000, 0x900000)  # type: ignore[operator]
+        assert (base + 0x700000, base + 0x809000) in m.free_near_kernel
+        _, free = rp.replay_trace(t, "toy-6.1-desc", before, after, free_run=True)
+        assert free.match_rate < 0.5  # in free-run the one miss shifts every later block
+    finally:
+        designs.unregister("toy-6.1-desc")

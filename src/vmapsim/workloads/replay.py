@@ -62,7 +62,8 @@ def _ranges(areas: list[tuple[int, int]]) -> str:
 @dataclass
 class Mismatch:
     """The first difference: where, both addresses, the model's free areas around them
-    at the moment the model chose (before the area was placed)."""
+    at the moment the model chose (before the area was placed) on a design that
+    ``takes_placements``, else just after the model placed it."""
 
     line: int
     kernel: int
@@ -178,7 +179,7 @@ class ReplayResult:
         for mode, (m, c) in self.rates.items():
             out.append(f"  {mode} mode: {m}/{c} = {100 * (m / c if c else 1.0):.1f}%")
         if self.mode == DECISION and self.placed_as_kernel:
-            out.append(f"  {self.placed_as_kernel} misses placed at the kernel's address afterwards")
+            out.append(f"  misses placed at the kernel's address afterwards: {self.placed_as_kernel}")
         if self.map_compared and self.model_block_pages:
             out.append(f"  vm_map_ram at the same offset inside its vmap block: "
                        f"{self.map_offset_matched}/{self.map_compared}")
