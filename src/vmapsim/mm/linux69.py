@@ -213,7 +213,10 @@ class Linux69(Linux61, design=INFO):
 
     def _find_busy(self, addr: int, unlink: bool, fn: str) -> vmap_area | None:
         """find_vmap_area()/find_unlink_vmap_area(): from the address's node, then the
-        previous ones, until an area contains ``addr``."""
+        next ones (``i = (i + 1) % nr_vmap_nodes``, as 6.9 has it; the backward scan,
+        which finds an area spanning zones sooner, is Baoquan He's April 2025 patch
+        "mm/vmalloc.c: find the vmap of vmap_nodes in reverse order"), until an area
+        contains ``addr``."""
         cpu = self._cpu
         nr = self.nr_vmap_nodes
         i = j = self.addr_to_node_id(addr)
@@ -229,7 +232,7 @@ class Linux69(Linux61, design=INFO):
             lock.unlock(cpu)
             if va is not None:
                 return va
-            i = (i + nr - 1) % nr
+            i = (i + 1) % nr
             if i == j:
                 return None
 
@@ -692,14 +695,24 @@ class Linux69(Linux61, design=INFO):
         cpu = self._cpu
         nodes = self.machine.mem.nodes
         out: list[str] = []
-        self.vmap_purge_lock.lock(cpu)
-        for start, end, kind, vm in self.vmallocinfo_areas():
-            if vm is not None:
-                out.append(self._vm_line(vm, nodes))
-            else:
-                what = "vm_map_ram" if kind == "vm_map_ram" else "unpurged vm_area"
-                out.append(f"0x{start:016x}-0x{end:016x} {end - start:7d} {what}\n")
-        self.vmap_purge_lock.unlock(cpu)
+        # vmalloc_info_show() is one show function (no s_start, so no vmap_purge_lock as
+        # 6.1 took): each node's busy list under its busy.lock, then show_purge_info():
+        # each node's lazy list under its lazy.lock
+        for vn in self.vmap_nodes:
+            vn.busy.lock.lock(cpu)
+            for va in vn.busy.tree:
+                if va.vm is not None:
+                    out.append(self._vm_line(va.vm, nodes))
+                elif va.flags & VMAP_RAM:
+                    out.append(f"0x{va.va_start:016x}-0x{va.va_end:016x} {va.va_end - va.va_start:7d} "
+                               f"vm_map_ram\n")
+            vn.busy.lock.unlock(cpu)
+        for vn in self.vmap_nodes:
+            vn.lazy.lock.lock(cpu)
+            for va in vn.lazy.tree:
+                out.append(f"0x{va.va_start:016x}-0x{va.va_end:016x} {va.va_end - va.va_start:7d} "
+                           f"unpurged vm_area\n")
+            vn.lazy.lock.unlock(cpu)
         return "".join(out)
 
     def _reserved(self, addr: int) -> bool:
@@ -788,7 +801,13 @@ class Linux69(Linux61, design=INFO):
                 vb = self.vmap_blocks.get(self.addr_to_vb_idx(addr))
                 if vb is None or not vb.va.va_start <= addr < vb.va.va_end:
                     raise AssertionError(f"vm_map_ram mapping {addr:#x} has no block")
+                if ((addr - vb.va.va_start) >> PAGE_SHIFT) + count > self.VMAP_BBMAP_BITS - vb.free:
+                    raise AssertionError(f"vm_map_ram mapping {addr:#x} beyond its block's bump pointer")
             else:
                 va = self._busy_lookup(addr)
-                if va is None or va.va_start != addr or va.vm is not None:
+                if (va is None or va.va_start != addr or va.vm is not None
+                        or isinstance(va.private, vmap_block)):
                     raise AssertionError(f"large vm_map_ram mapping {addr:#x} has no busy area")
+                if va.flags & VMAP_FLAGS_MASK != VMAP_RAM:
+                    raise AssertionError(f"large vm_map_ram mapping {addr:#x}: flags {va.flags:#x}, "
+                                         f"not VMAP_RAM alone")
