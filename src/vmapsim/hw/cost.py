@@ -377,7 +377,7 @@ def _threadripper() -> CostModel:
         ),
         # *fitted*: a tree/list node visit. The loop of one job keeps visiting the same
         # few nodes, so it comes out at an L2 hit (13 cycles = 3.5 ns), not DRAM
-        mem_access=3.0,
+        mem_access=4.8,
         cache_hit=round(TR_L2_CYCLES * cyc, 1),
         # a PTE store plus the per-page work not itemised, on lines the loop keeps
         # hot: ~150 cycles (estimate)
@@ -395,7 +395,7 @@ def _threadripper() -> CostModel:
         ipi_call_setup=round(700 * cyc, 1),  # cross-call set-up, ~700 cycles (estimate)
         # *fitted*: an uncontended spin_lock()+spin_unlock(): the out-of-line calls,
         # preempt count, the locked op (TR_LOCK_NS) and the release store
-        lock_acquire=34.4,
+        lock_acquire=32.9,
         line_transfer=round(TR_C2C_CCX_NS - lock, 1),  # not read: topology is set
         line_transfer_remote=round(TR_C2C_IOD_NS - lock, 1),  # not read: topology is set
         kmalloc=round(100 * cyc, 1),  # slab fast path, ~100 cycles (estimate)

@@ -601,10 +601,15 @@ class Linux61(Kernel, design=INFO):
             m.charge(cpu, "kfree", self.cost.kmalloc)
             return None
         area = vm_struct(va.va_start, va.va_end - va.va_start, flags, caller)
-        self.vmap_area_lock.lock(cpu)  # setup_vmalloc_vm()
-        va.vm = area
-        self.vmap_area_lock.unlock(cpu)
+        self.setup_vmalloc_vm(va, area)
         return area
+
+    def setup_vmalloc_vm(self, va: vmap_area, vm: vm_struct) -> None:
+        """``va->vm = vm`` under vmap_area_lock (6.1: the area is already busy)."""
+        cpu = self._cpu
+        self.vmap_area_lock.lock(cpu)
+        va.vm = vm
+        self.vmap_area_lock.unlock(cpu)
 
     def vunmap__(self, addr: int | None, deallocate_pages: bool, who: str = "vfree") -> None:
         """6.1's __vunmap() looks the area up with find_vm_area() before
@@ -1025,6 +1030,17 @@ class Linux61(Kernel, design=INFO):
         out = list(self.vmap_area_root) + list(self.purge_vmap_area_root)
         out.sort(key=lambda va: va.va_start)
         return out
+
+    def busy_vmap_areas(self) -> list[vmap_area]:
+        """The busy list (vmap_area_list; 6.9: node by node), lazy areas not on it."""
+        return list(self._busy_areas())
+
+    def busy_vmap_area(self, addr: int) -> vmap_area | None:
+        return self._busy_lookup(addr)
+
+    def lazy_vmap_areas(self) -> list[vmap_area]:
+        """The purge tree's areas (6.9: each node's lazy tree in turn)."""
+        return list(self._lazy_areas())
 
     def free_areas(self) -> list[vmap_area]:
         """The free tree's areas, in address order."""

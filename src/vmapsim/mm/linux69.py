@@ -206,6 +206,11 @@ class Linux69(Linux61, design=INFO):
             va.flags |= VMAP_RAM  # alloc_vmap_area(..., VMAP_RAM, NULL) in 6.9
         return addr
 
+    def setup_vmalloc_vm(self, va: vmap_area, vm: vm_struct) -> None:
+        # 6.9 sets va->vm inside alloc_vmap_area(), before the area is busy: no lock.
+        # Deviation: here it is set just after the insertion (nothing runs in between).
+        va.vm = vm
+
     def _pool_areas(self) -> Iterator[vmap_area]:
         for vn in self.vmap_nodes:
             for vp in vn.pool:
