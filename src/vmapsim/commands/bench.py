@@ -83,11 +83,21 @@ def default_pages(workload: str) -> int:
 
 
 def seed_figure(r: RunResult, seed_cpus: int) -> float | None:
-    """The seed's ns/op for this cell, if the cell is one of the seed's."""
-    if (r.workload != "maptouch" or r.pages != 4 or r.cost != "opteron-2008"
-            or r.cpus != seed_cpus):
+    """The published ns/op for this cell, if there is one: the seed's table, or a
+    preset's one-job cells (``vmapsim.sim.fit.FITTABLE``: e.g. Rezki's Threadripper
+    figures for fix-size, whose other cells are held out)."""
+    from ..sim.fit import FITTABLE
+
+    if r.cpus != seed_cpus:
         return None
-    return SEED_TABLE.get(r.design, {}).get(r.threads)
+    if r.workload == "maptouch" and r.pages == 4 and r.cost == "opteron-2008":
+        return SEED_TABLE.get(r.design, {}).get(r.threads)
+    spec = FITTABLE.get(r.cost)
+    if spec is not None and r.threads == 1:
+        for c in spec.cells:
+            if (c.design, c.workload, c.pages) == (r.design, r.workload, r.pages):
+                return c.ns
+    return None
 
 
 def run_cells(designs: list[str], threads: list[int], args: argparse.Namespace,
@@ -143,7 +153,12 @@ def print_tables(results: list[RunResult], designs: list[str], threads: list[int
     con = _console()
     by = {(r.design, r.threads): r for r in results}
     r0 = results[0]
-    con.print(f"simulated ns per operation: {r0.workload}, {r0.pages} pages, cost preset {r0.cost}")
+    from ..sim.workload import load
+
+    per_us = getattr(load(r0.workload), "UNIT", "ns") == "us"  # the unit its published figures use
+    fmt_op = (lambda x: f"{x / 1000:.3f}") if per_us else _fmt_ns
+    con.print(f"simulated {'µs' if per_us else 'ns'} per operation: {r0.workload}, {r0.pages} pages, "
+              f"cost preset {r0.cost}")
     t = Table()
     t.add_column("")
     for n in threads:
@@ -152,10 +167,11 @@ def print_tables(results: list[RunResult], designs: list[str], threads: list[int
     for d in designs:
         seeds = [seed_figure(by[(d, n)], seed_cpus) for n in threads]
         has_seed = any(s is not None for s in seeds)
-        t.add_row(f"{d} (vmapsim)", *[_fmt_ns(by[(d, n)].ns_per_op) for n in threads],
+        t.add_row(f"{d} (vmapsim)", *[fmt_op(by[(d, n)].ns_per_op) for n in threads],
                   end_section=not has_seed)
         if has_seed:
-            t.add_row(f"{d} (seed)", *["-" if s is None else _fmt_ns(s) for s in seeds])
+            label = "seed" if r0.workload == "maptouch" else "published"
+            t.add_row(f"{d} ({label})", *["-" if s is None else fmt_op(s) for s in seeds])
             devs = []
             for n, s in zip(threads, seeds, strict=True):
                 if s is None:

@@ -1,7 +1,8 @@
 """What the timing engine needs from a workload module (``vmapsim.workloads.<name>``).
 
 A workload module defines ``NAME``, ``DESCRIPTION``, optionally ``DEFAULT_PAGES``,
-``DEFAULT_OPS`` (per thread) and ``DEFAULT_COST`` (a cost preset), and
+``DEFAULT_OPS`` (per thread), ``DEFAULT_COST`` (a cost preset) and ``UNIT`` ("us": bench
+prints its table in µs per operation), and
 ``start(k, cpu_id, params, rng, lat) -> Iterator[None]``: it prepares the CPU's
 state at once (untimed: pages allocated before the clock starts) and returns a
 generator that yields after every kernel call and appends each finished operation's

@@ -26,6 +26,8 @@ DESCRIPTION = "vmalloc(pages) + one store + vfree() in a loop (test_vmalloc's fi
 #: test_vmalloc's nr_pages default (0 means 1)
 DEFAULT_PAGES = 1
 DEFAULT_OPS = 4000
+#: bench prints this workload's table in µs per pair, as its published figures are given
+UNIT = "us"
 
 
 def start(k: Kernel, cpu_id: int, params: Any, rng: random.Random, lat: array) -> Iterator[None]:
