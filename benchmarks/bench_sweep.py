@@ -59,7 +59,8 @@ def main() -> int:
     cells = sw.expand({"design": ["2.6.28"], "threads": [8], "ops": [args.ops],
                        "seeds": list(range(args.cells))})
     print(f"grid: vmapsim sweep --design 2.6.28 --threads 8 --ops {args.ops} --seeds 0-{args.cells - 1}"
-          f"  ({len(cells)} cells; {len(os.sched_getaffinity(0))} cores)")
+          f"  ({len(cells)} cells; {len(os.sched_getaffinity(0))} cores; load average "
+          f"{os.getloadavg()[0]:.2f} at the start: other processes share the cores)")
 
     w1, d1 = timed(sw.run_sequential(cells))
     ref = check(d1)
@@ -72,6 +73,8 @@ def main() -> int:
     print(f"  2 local processes (-j 2):            {w2:7.2f} s wall   speedup {w1 / w2:.2f}x "
           f"(target >= 1.7x: {'ok' if w1 / w2 >= 1.7 else 'SHORT'})")
     sum2 = sum(e.row["cell_seconds"] for e in d2 if e.row is not None)
+    print(f"      mean cell time on 2 processes {sum2 / len(cells):.2f} s (1 worker: "
+          f"{statistics.mean(secs):.2f} s; longer = the cores were busy with something else too)")
 
     ready: list[float] = []
     t0 = time.perf_counter()
@@ -85,7 +88,8 @@ def main() -> int:
     print(f"      of which starting the cluster {start:.2f} s; without it {wd - start:.2f} s, "
           f"{ratio_run:.3f}x the local processes")
     sumd = sum(e.row["cell_seconds"] for e in dd if e.row is not None)
-    print(f"  same simulated figures on all three: {'yes' if same_local and same_dask else 'NO'}")
+    print(f"  same simulated figures on all three: {'yes' if same_local and same_dask else 'NO'}; "
+          f"load average now {os.getloadavg()[0]:.2f}")
 
     tiny = sw.expand({"design": ["2.6.28"], "threads": [1], "ops": [1], "seeds": list(range(args.tiny))})
     _, tl = timed(sw.run_local(tiny, 1))
@@ -95,7 +99,8 @@ def main() -> int:
     ol, od = overhead(tl[1:]), overhead(td[1:])  # the first cell also pays for the worker's start
     print(f"  overhead per cell, {args.tiny} 1-op cells one at a time (target < 50 ms):")
     print(f"      local worker process {ol * 1000:6.2f} ms   Dask worker {od * 1000:6.2f} ms")
-    print("  overhead per cell on the grid, (wall x 2 - cells' own time) / cells, start-up included:")
+    print("  idle time per cell on the grid, (wall x 2 - cells' own time) / cells, pool or cluster "
+          "start-up and the last cell's wait included:")
     print(f"      local processes {(w2 * 2 - sum2) / len(cells) * 1000:6.0f} ms   "
           f"LocalCluster {(wd * 2 - sumd) / len(cells) * 1000:6.0f} ms")
     return 0
