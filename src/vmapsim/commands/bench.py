@@ -192,7 +192,7 @@ def print_tables(results: list[RunResult], designs: list[str], threads: list[int
             b = seed_figure(by[(d, n)], seed_cpus)
             seed_sp.append("-" if a is None or b is None else f"{a / b:.1f}x")
         if any(x != "-" for x in seed_sp):
-            t.add_row(f"{d} speedup (seed)", *seed_sp)
+            t.add_row(f"{d} speedup ({'seed' if r0.workload == 'maptouch' else 'published'})", *seed_sp)
     con.print(t)
     if any(seed_figure(r, seed_cpus) is not None for r in results):
         con.print("The one-thread cells are fitted (vmapsim.sim.fit); every other cell is a prediction.")
