@@ -119,8 +119,9 @@ def test_same_figures_sequential_local_processes_dask_and_bench(
     workers = {name: {r["worker"] for r in rs.values() if r["workload"] == "maptouch"}
                for name, rs in rows.items()}
     assert workers["seq"] == {sw.worker_name()}  # -j 1: in this process
-    assert len(workers["local"]) == 2 and sw.worker_name() not in workers["local"]
-    assert all(w.startswith("tcp://127.0.0.1:") for w in workers["dask"]) and len(workers["dask"]) == 2
+    # worker processes, not this one (which of the two takes a tiny cell is up to the pool)
+    assert 1 <= len(workers["local"]) <= 2 and sw.worker_name() not in workers["local"]
+    assert all(w.startswith("tcp://127.0.0.1:") for w in workers["dask"]) and 1 <= len(workers["dask"]) <= 2
     for key, r in rows["seq"].items():
         assert simulated(rows["local"][key]) == simulated(r)
         assert simulated(rows["dask"][key]) == simulated(r)
