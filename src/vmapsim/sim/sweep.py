@@ -240,7 +240,14 @@ def run_local(cells: Iterable[Cell], jobs: int,
         while pending or inflight:
             while pending and len(inflight) < jobs:
                 c = pending.popleft()
-                inflight[ex.submit(fn, c)] = (c, time.perf_counter())
+                # submit() may start a worker: with SIGINT blocked the worker inherits it
+                # blocked, so Ctrl-C never reaches it even before its initializer runs
+                old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                try:
+                    f = ex.submit(fn, c)
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+                inflight[f] = (c, time.perf_counter())
                 yield Event("start", c)
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             broken = False
