@@ -12,7 +12,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from . import commands
+from . import __version__, commands
 
 
 def _command_modules() -> list:
@@ -29,6 +29,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
         prog="vmapsim",
         description="Linux's vmap/vmalloc layer on a simulated multi-CPU machine.",
     )
+    parser.add_argument("--version", action="version", version=f"vmapsim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     table = {}
     for mod in _command_modules():

@@ -5,7 +5,24 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
+from ..hw.cost import get_preset
 from ..mm import designs
+
+#: The defaults every command shares. CPUs: the simulated machine's own, which is the
+#: seed's 2-socket x 4-core Opteron (cost preset opteron-2008, 8 CPUs; ``Kernel()``'s
+#: default too) unless a command runs another preset (bench/profile/stress/sweep: the
+#: preset's machine, and at least one CPU per thread) or a trace brings its own count.
+#: Seed: 0.
+DEFAULT_COST = "opteron-2008"
+_DEFAULT_MACHINE = get_preset(DEFAULT_COST)
+DEFAULT_CPUS = max(1, _DEFAULT_MACHINE.sockets * _DEFAULT_MACHINE.cores_per_socket)
+DEFAULT_SEED = 0
+#: what each --help says of the defaults
+CPUS_HELP = (f"CPUs of the simulated machine (default {DEFAULT_CPUS}: the {DEFAULT_COST} machine's, "
+             f"as in every command)")
+PRESET_CPUS_HELP = (f"CPUs of the machine (default: the cost preset's, {DEFAULT_CPUS} on {DEFAULT_COST} "
+                    f"as in every command, or the thread count if larger)")
+SEED_HELP = f"random seed (default {DEFAULT_SEED}, as in every command)"
 
 
 def integer(text: str) -> int:
@@ -55,10 +72,9 @@ def add_design(p: argparse.ArgumentParser, default: str = "2.6.28", what: str = 
                         f"names: {', '.join(designs.accepted_names())}")
 
 
-def add_cpus(p: argparse.ArgumentParser, default: int | None, what: str = "") -> None:
-    p.add_argument("--cpus", type=cpu_count, default=default,
-                   help=what or f"CPUs of the simulated machine (default {default})")
+def add_cpus(p: argparse.ArgumentParser, default: int | None = DEFAULT_CPUS, what: str = "") -> None:
+    p.add_argument("--cpus", type=cpu_count, default=default, help=what or CPUS_HELP)
 
 
-def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
-    p.add_argument("--seed", type=int, default=default, help=f"random seed (default {default})")
+def add_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=SEED_HELP)

@@ -19,7 +19,7 @@ from ..hw.cost import PRESETS, get_preset
 from ..sim.run import SEED_TABLE, RunResult, default_cost, machine_cpus
 from ..sim.run import run as simulate
 from ..sim.workload import WORKLOADS
-from ._args import add_design
+from ._args import PRESET_CPUS_HELP, add_design, add_seed
 from ._args import positive_int as positive
 
 NAME = "bench"
@@ -48,8 +48,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     """Options shared by bench and profile."""
     p.add_argument("--workload", default="maptouch", choices=WORKLOADS,
                    help="maptouch: the seed's benchmark (default); xfsdir: XFS directory buffers")
-    p.add_argument("--cpus", type=positive, default=None,
-                   help="CPUs of the machine (default: the preset's, or the thread count if larger)")
+    p.add_argument("--cpus", type=positive, default=None, help=PRESET_CPUS_HELP)
     p.add_argument("--pages", type=positive, default=None,
                    help="pages per mapping (default: 4 for maptouch, 16 for xfsdir)")
     p.add_argument("--ops", type=positive, default=None,
@@ -57,7 +56,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cost", default=None, choices=sorted(PRESETS),
                    help="cost-model preset (default: the workload's machine: opteron-2008, "
                         "2 sockets x 4 cores, for maptouch; altix-2008, 64 CPUs, for xfsdir)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_seed(p)
 
 
 def cost_preset(args: argparse.Namespace) -> str:

@@ -15,7 +15,7 @@ HELP = "a short tour: vmalloc, vmap, vm_map_ram and frees on several CPUs"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_design(p)
-    add_cpus(p, 4)
+    add_cpus(p)
 
 
 def run(args: argparse.Namespace) -> int:

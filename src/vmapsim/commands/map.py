@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._args import add_cpus, add_design, add_seed, nonneg_int, positive_int
+from ._args import CPUS_HELP, add_cpus, add_design, add_seed, nonneg_int, positive_int
 
 NAME = "map"
 HELP = "draw the vmalloc address space (busy, lazy, free, per-CPU blocks) as PNG/SVG"
@@ -235,8 +235,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--workload", default="mixed", help="else run this built-in workload: "
                      "forkstorm, xfsdir or mixed (default)")
     p.add_argument("--ops", type=nonneg_int, default=3000, help="calls of the built-in workload (default 3000)")
-    add_cpus(p, 4)
-    add_seed(p, 1)
+    add_cpus(p, what=CPUS_HELP + "; with --trace, the trace's")
+    add_seed(p)
     add_design(p)
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines (counted)")
     p.add_argument("--rows", type=positive_int, default=24, help="rows of the strip (default 24)")

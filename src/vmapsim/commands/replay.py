@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from ._args import add_cpus, add_design, integer
+from ._args import CPUS_HELP, DEFAULT_CPUS, add_cpus, add_design, integer
 
 NAME = "replay"
 HELP = "replay a real /proc/vmallocinfo snapshot or ftrace trace on the model and compare"
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-snapshots", action="store_true", help="ignore vmallocinfo files beside the trace")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of stopping")
     add_design(p, default="6.1")
-    add_cpus(p, None, "CPUs of the model (default: the trace's, or 2)")
+    add_cpus(p, None, CPUS_HELP + "; with --trace, the trace's, or --cpus if more")
     p.add_argument("--block-pages", default="auto",
                    help="vmap block size in pages: auto (the capture's, else Linux 6.1's 256), "
                         "model (the design's own default) or a power of two 128..1024")
@@ -91,8 +91,8 @@ def _run_snapshot(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     snap = vi.read_vmallocinfo(args.vmallocinfo, args.skip_bad)
     kw: dict[str, Any] = {}
     if args.block_pages not in ("auto", "model"):
-        kw.update(_block_config(args.design, int(args.block_pages), args.cpus or 2))
-    k = vi.kernel_for(snap, args.design, args.cpus or 2, args.vmalloc_start, **kw)
+        kw.update(_block_config(args.design, int(args.block_pages), args.cpus or DEFAULT_CPUS))
+    k = vi.kernel_for(snap, args.design, args.cpus or DEFAULT_CPUS, args.vmalloc_start, **kw)
     kbase = None if snap.hashed else vi.snapshot_base(snap)  # the captured kernel's VMALLOC_START
     rep = vi.rebuild(k, snap, kernel_base=kbase)
     k.check()

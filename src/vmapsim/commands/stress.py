@@ -3,9 +3,12 @@ the model, one worker per simulated CPU, in simulated time.
 
 The module's parameters keep their names (``--nr-threads``, ``--test-loop-count``,
 ``--test-repeat-count``, ``--run-test-mask``, ``--sequential-test-order``,
-``--nr-pages``); ``--mode`` applies test_vmalloc.sh's presets, and an option given
-explicitly overrides its preset. The output is the module's: one ``Summary:`` line per
-selected case per worker (avg = simulated microseconds of one repetition) and one
+``--nr-pages``), and test_vmalloc.sh's ``KEY=VALUE`` form takes them by the module's
+own names (``vmapsim stress run_test_mask=7 nr_threads=2``); ``--mode`` applies
+test_vmalloc.sh's presets, and a parameter given explicitly overrides its preset.
+A mask that selects no existing case (0, or only bits past the last case) is an error.
+The output is the module's: one ``Summary:`` line per selected case per worker (avg =
+simulated microseconds of one repetition) and one
 ``All test took worker<i>=<cycles> cycles`` line per worker (simulated cycles at the
 cost model's clock). Cases the model cannot run are listed as ``Skipped:``; every
 failure is listed with its reason. Exit status 1 when a case failed for a reason the
@@ -21,7 +24,7 @@ import sys
 from ..errors import ConfigError
 from ..hw.cost import PRESETS, get_preset
 from ..workloads import test_vmalloc as tv
-from ._args import add_design, integer, nonneg_int, positive_int
+from ._args import PRESET_CPUS_HELP, add_design, add_seed, integer, nonneg_int, positive_int
 
 NAME = "stress"
 HELP = "the kernel's test_vmalloc suite (lib/test_vmalloc.c) on simulated CPUs"
@@ -43,6 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "about 8 s on the rewrite for one worker, minutes on the legacy design).\n"
         "One worker costs roughly 1 s (rewrite) / 6 s (legacy) of wall-clock time per\n"
         "1000 loops of every case; --mode stress multiplies that by 20 repeats and the CPUs.")
+    p.add_argument("module_params", nargs="*", metavar="KEY=VALUE",
+                   help="the module's parameters as test_vmalloc.sh passes them ("
+                        + ", ".join(_PARAMS) + "), e.g. run_test_mask=7 nr_threads=2; "
+                        "the same as the -- options, given together before or after them")
     p.add_argument("--mode", choices=tuple(tv.MODES),
                    help="test_vmalloc.sh presets: performance (sequential_test_order=1 "
                         "test_repeat_count=3), stress (nr_threads=CPUs test_repeat_count=20), "
@@ -61,11 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nr-pages", type=nonneg_int, default=None,
                    help="pages for fix_size_alloc_test and vm_map_ram_test (0 = 1; default 0)")
     add_design(p, "2.6.28", "comma-separated designs, one run each")
-    p.add_argument("--cpus", type=positive_int, default=None,
-                   help="CPUs of the machine (default: the preset's, or nr_threads if more)")
+    p.add_argument("--cpus", type=positive_int, default=None, help=PRESET_CPUS_HELP)
     p.add_argument("--cost", default="opteron-2008", choices=sorted(PRESETS),
                    help="cost-model preset (default opteron-2008: 2 sockets x 4 cores, 2.3 GHz)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_seed(p)
     p.add_argument("--check", default="case", choices=("case", "end", "none"),
                    help="model option: run check() after every case (default), once at the end, "
                         "or never (check() walks all the state: the kernel-size 64-worker runs "
@@ -100,7 +106,42 @@ def params_from_args(args: argparse.Namespace) -> tv.StressParams:
     return tv.StressParams(setup_div=args.setup_div, **values)
 
 
+#: kstrtobool()'s words for the module's bool parameter (sequential_test_order)
+_BOOL_WORDS = {"y": 1, "yes": 1, "on": 1, "true": 1, "n": 0, "no": 0, "off": 0, "false": 0}
+
+
+def take_module_params(args: argparse.Namespace) -> None:
+    """Fold ``KEY=VALUE`` words into the options they name (ConfigError if a word is
+    malformed, names no parameter, has a bad value or repeats an option given too); as
+    with modprobe, the last of repeated words wins."""
+    opts = vars(args)
+    from_words: set[str] = set()
+    for word in args.module_params:
+        key, eq, text = word.partition("=")
+        if not eq or key not in _PARAMS:
+            raise ConfigError(f"{word!r}: expected KEY=VALUE with KEY one of {', '.join(_PARAMS)}")
+        if opts[key] is not None and key not in from_words:
+            raise ConfigError(f"{key} given both as {key}= and as --{key.replace('_', '-')}")
+        try:
+            if key == "sequential_test_order" and text.lower() in _BOOL_WORDS:
+                value = _BOOL_WORDS[text.lower()]
+            else:
+                value = (nonneg_int if key == "nr_pages" else integer)(text)
+        except argparse.ArgumentTypeError as e:
+            raise ConfigError(f"{key}={text}: {e}") from None
+        if key == "sequential_test_order" and value not in (0, 1):
+            raise ConfigError(f"{key}={text}: must be 0 or 1 (or y/n)")
+        opts[key] = value
+        from_words.add(key)
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        take_module_params(args)
+        params_from_args(args).normalised()  # a bad parameter is reported once, not per design
+    except ConfigError as e:
+        print(f"vmapsim stress: {e}", file=sys.stderr)
+        return 2
     status = 0
     for design in args.design:
         status = max(status, run_one(args, design))

@@ -18,8 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workload", default="mixed", choices=WORKLOADS,
                    help="forkstorm (vmalloc'd stacks), xfsdir (vm_map_ram of 16 pages), mixed (the whole API)")
     p.add_argument("--ops", type=nonneg_int, default=10000, help="about this many calls (default 10000)")
-    add_cpus(p, 4)
-    add_seed(p, 1)
+    add_cpus(p)
+    add_seed(p)
     add_design(p, "2.6.28", "the design to trace (one)")
     p.add_argument("--out", metavar="FILE", help="write the trace here (default: standard output)")
     p.add_argument("--kprobe-events", metavar="FILE", help="also write the probe definitions here")

@@ -20,7 +20,7 @@ miss for every node the kernel's linear walk would visit.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from typing import Any
 
 from .constants import PAGE_SHIFT, PAGE_SIZE, VM_USERMAP
@@ -275,6 +275,15 @@ class Legacy(VmlistKernel, design=INFO):
     def vmap_areas(self) -> list[vm_area_view]:
         """Every busy area (a view of each vm_struct on vmlist), in address order."""
         return [vm_area_view(v) for v in self._vmlist]
+
+    def busy_vmap_area(self, addr: int) -> vm_area_view | None:
+        """The vm_struct on vmlist whose range (its guard page included) holds ``addr``."""
+        i = bisect_right(self._vmlist_addrs, addr) - 1
+        if i >= 0:
+            v = self._vmlist[i]
+            if addr < v.addr + v.size:
+                return vm_area_view(v)
+        return None
 
     def _reserved(self, addr: int) -> bool:
         return False  # nothing is held back: a freed range is unmapped and flushed at once

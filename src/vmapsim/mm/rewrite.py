@@ -821,6 +821,16 @@ class Rewrite(VmlistKernel, design=INFO):
             va = va.list_next
         return out
 
+    def busy_vmap_area(self, addr: int) -> vmap_area | None:
+        """The area of vmap_area_root holding ``addr``, lazily freed ones included (they
+        stay in the tree until the purge), uncharged."""
+        return self._area_containing(addr)
+
+    def lazy_vmap_areas(self) -> list[vmap_area]:
+        """The areas on vmap_area_list flagged VM_LAZY_FREE (or VM_LAZY_FREEING, in a
+        purge), in address order: 2.6.28 has no list of its own for them."""
+        return [va for va in self.vmap_areas() if va.flags & (VM_LAZY_FREE | VM_LAZY_FREEING)]
+
     def _reserved(self, addr: int) -> bool:
         va = self._area_containing(addr)
         if va is None:

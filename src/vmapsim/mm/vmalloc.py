@@ -249,6 +249,10 @@ class Kernel:
     - ``takes_placements``, ``purges_deferred``, ``placement_order`` (class attributes)
       and ``placement_hook``: what a replay needs to follow a traced kernel's choices;
       ``free_areas_near(addr)``: the free ranges around an address (inspection).
+    - ``busy_vmap_areas()``, ``busy_vmap_area(addr)``, ``lazy_vmap_areas()``,
+      ``free_areas()`` *design* (inspection, what ``vmapsim.helpers`` walks): the busy
+      list in the kernel's order, the busy area holding an address, the lazily freed
+      areas, the free tree (UnsupportedError on designs without one).
     """
 
     #: the design's registry entry (set by ``class X(Kernel, design=DesignInfo(...))``)
@@ -441,6 +445,35 @@ class Kernel:
     def vmap_block_for(self, addr: int) -> VmapBlockInfo | None:
         """The vmap_block holding ``addr`` (inspection), or None (none, or no blocks)."""
         return None
+
+    def busy_vmap_areas(self) -> list[Any]:
+        """Inspection: the areas on the busy list, in the kernel's order: what drgn's
+        for_each_vmap_area() walks (vmap_area_list; 6.9: each vmap node's busy list in
+        turn). 2.6.28 keeps a lazily freed area there until the purge; 6.x moves it to
+        its purge list. The base: ``vmap_areas()``. Charges nothing."""
+        return self.vmap_areas()
+
+    def busy_vmap_area(self, addr: int) -> Any | None:
+        """Inspection: the area of ``busy_vmap_areas()`` whose ``[va_start, va_end)``
+        holds ``addr`` (what drgn's find_vmap_area() finds in the busy tree), or None.
+        The base scans the list; a design with a tree looks it up. Charges nothing."""
+        for va in self.busy_vmap_areas():
+            if va.va_start <= addr < va.va_end:
+                return va
+        return None
+
+    def lazy_vmap_areas(self) -> list[Any]:
+        """Inspection: the lazily freed areas awaiting a purge (6.1's purge tree
+        coalesces neighbours; 6.9: node by node). The base frees nothing lazily: []."""
+        return []
+
+    def free_areas(self) -> list[Any]:
+        """Inspection: the free space as the allocator keeps it, one vmap_area per free
+        range in address order (5.2 on: free_vmap_area_root). The 2.6 designs keep no
+        free areas (their free space is the gaps between busy ones, ``free_areas_near``
+        lists those), so the base raises UnsupportedError."""
+        raise UnsupportedError(f"the {self.design} design keeps no free vmap areas (a free tree "
+                               f"came with Linux 5.2); free_areas_near() lists the gaps")
 
     # -- the design's interface: placement and inspection (see the class docstring) -------
     @property

@@ -437,6 +437,9 @@ class StressParams:
                 raise TypeError(f"{name} must be an int, not {type(v).__name__}")
         if self.run_test_mask < 0:
             raise ConfigError(f"run_test_mask must not be negative, got {self.run_test_mask}")
+        if not self.run_test_mask & ((1 << len(TEST_CASES)) - 1):
+            raise ConfigError(f"run_test_mask={self.run_test_mask:#x} selects no test case: bits "
+                              f"0..{len(TEST_CASES) - 1} select the {len(TEST_CASES)} cases")
         if self.setup_div < 1:
             raise ConfigError(f"setup_div must be at least 1, got {self.setup_div}")
         return StressParams(
