@@ -77,8 +77,11 @@ class Machine:
             raise TypeError(f"cpus must be an int, not {type(cpus).__name__}")
         if not 1 <= cpus <= 1024:
             raise ConfigError(f"cpus must be 1..1024, got {cpus}")
-        if tlb_size is not None and tlb_size < 1:
-            raise ConfigError(f"tlb_size must be positive or None, got {tlb_size}")
+        if tlb_size is not None:
+            if not isinstance(tlb_size, int) or isinstance(tlb_size, bool):
+                raise TypeError(f"tlb_size must be an int or None, not {type(tlb_size).__name__}")
+            if tlb_size < 1:
+                raise ConfigError(f"tlb_size must be positive or None, got {tlb_size}")
         self.cost = cost
         self.mem = PhysMem(mem_pages, nodes)
         per_socket = max(1, cost.cores_per_socket)

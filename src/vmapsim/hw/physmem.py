@@ -22,17 +22,20 @@ class Page:
     """``struct page``: one physical page frame.
 
     ``data`` is None until the page is first written (the model reads zeroes then).
-    ``_count`` is the reference count: 0 while the page is on a free list.
+    ``_count`` is the reference count: 0 while the page is on a free list. ``_mem`` is
+    the PhysMem the frame belongs to (None for a Page built by hand): a kernel takes
+    only its own machine's pages.
     """
 
-    __slots__ = ("pfn", "node", "zone", "data", "_count")
+    __slots__ = ("pfn", "node", "zone", "data", "_count", "_mem")
 
-    def __init__(self, pfn: int, node: int, zone: str) -> None:
+    def __init__(self, pfn: int, node: int, zone: str, mem: PhysMem | None = None) -> None:
         self.pfn = pfn
         self.node = node
         self.zone = zone
         self.data: bytearray | None = None
         self._count = 0
+        self._mem = mem
 
     def __repr__(self) -> str:
         return f"Page(pfn={self.pfn:#x}, node={self.node}, zone={self.zone})"
@@ -41,9 +44,10 @@ class Page:
 class _Pool:
     """The free pages of one zone of one node: a never-used pfn range + a free stack."""
 
-    __slots__ = ("next_pfn", "end_pfn", "free", "node", "zone", "size")
+    __slots__ = ("next_pfn", "end_pfn", "free", "node", "zone", "size", "mem")
 
-    def __init__(self, start: int, end: int, node: int, zone: str) -> None:
+    def __init__(self, start: int, end: int, node: int, zone: str, mem: PhysMem | None = None) -> None:
+        self.mem = mem
         self.next_pfn = start
         self.end_pfn = end
         self.size = end - start
@@ -58,7 +62,7 @@ class _Pool:
         if self.free:
             return self.free.pop()
         if self.next_pfn < self.end_pfn:
-            page = Page(self.next_pfn, self.node, self.zone)
+            page = Page(self.next_pfn, self.node, self.zone, self.mem)
             self.next_pfn += 1
             return page
         return None
@@ -91,8 +95,8 @@ class PhysMem:
         for n in range(nodes):
             start, end = n * per_node, (n + 1) * per_node
             mid = min(max(start, DMA32_END_PFN), end)
-            dma32 = _Pool(start, mid, n, ZONE_DMA32)
-            normal = _Pool(mid, end, n, ZONE_NORMAL)
+            dma32 = _Pool(start, mid, n, ZONE_DMA32, self)
+            normal = _Pool(mid, end, n, ZONE_NORMAL, self)
             self.pools.append([normal, dma32])
             self.dma32_pools.append(dma32)
         self.allocated = 0
@@ -113,6 +117,8 @@ class PhysMem:
     def free_page(self, page: Page) -> None:
         if not isinstance(page, Page):
             raise TypeError(f"free_page() takes a Page, not {type(page).__name__}")
+        if page._mem is not self:
+            raise BadPageError(f"Bad page state: page pfn:{page.pfn:#x} is not a page of this machine")
         if page._count <= 0:
             raise BadPageError(f"Bad page state: freeing free page pfn:{page.pfn:#x}")
         page._count -= 1
