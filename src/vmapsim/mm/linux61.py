@@ -188,6 +188,10 @@ class Linux61(Kernel, design=INFO):
     lock_symbols = QSPINLOCK_SYMBOLS  # perf's names on x86 since qspinlock (4.2)
     vmallocinfo_style = "modern"
     vpages_flag = 0  # 6.1 prints "vpages" when the page array is vmalloc()ed: no flag
+    #: a caller's flags: 2.6's plus those the model takes as given (VM_MAP_PUT_PAGES,
+    #: VM_ALLOW_HUGE_VMAP: not modelled; VM_KASAN, VM_UNINITIALIZED: the layer's own)
+    caller_vm_flags = Kernel.caller_vm_flags | VM_DMA_COHERENT | VM_NO_GUARD | VM_FLUSH_RESET_PERMS
+    known_vm_flags = Kernel.caller_vm_flags | 0x7F0  # VM_DMA_COHERENT .. VM_ALLOW_HUGE_VMAP
     takes_placements = True  # alloc_vmap_area() asks placement_hook (_alloc_placed)
     purges_deferred = True  # the lazy purge is drain_vmap_area_work, run by a worker
     placement_order = "ascending"  # lowest fit: boot-time areas were carved lowest first
@@ -585,6 +589,8 @@ class Linux61(Kernel, design=INFO):
                            gfp_mask: int, caller: str, align: int = 1) -> vm_struct | None:
         """6.1's __get_vm_area_node(): ioremap alignment up to x86_64's PUD_SHIFT, the
         guard page at the end unless VM_NO_GUARD, ``va->vm`` instead of a vmlist."""
+        if size.__class__ is not int or align.__class__ is not int or size < 0 or align < 1 or align & (align - 1):
+            self._check_request("__get_vm_area_node", size, align)
         size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         if not size:
             return None
@@ -914,16 +920,12 @@ class Linux61(Kernel, design=INFO):
     def vm_map_ram(self, pages: Sequence[Page], count: int, node: int = -1,
                    prot: int = PAGE_KERNEL) -> int | None:
         """Map ``count`` pages; up to VMAP_MAX_ALLOC from this CPU's vmap blocks."""
-        if count.__class__ is not int or not 0 < count <= len(pages):
-            self._check_pages("vm_map_ram", pages, count)
+        self._check_pages("vm_map_ram", pages, count)
         if node != -1:
             self._check_node("vm_map_ram", node)
         if prot != PAGE_KERNEL:
             _check_int("vm_map_ram", "prot", prot)
         pages = pages[:count]
-        for p in pages:
-            if p.__class__ is not Page or p._count <= 0:
-                self._check_pages("vm_map_ram", pages, count)
         tracing = self.tracer is not None
         if tracing:
             self.trace("map_ram", count=count, node=node)

@@ -45,7 +45,7 @@ from .rbtree import (
     rb_first,
     rb_next,
 )
-from .vmalloc import VmapBlockInfo, _check_int, vm_struct
+from .vmalloc import VmapBlockInfo, _check_bool, _check_int, vm_struct
 from .vmlist import VmlistKernel
 
 
@@ -175,7 +175,7 @@ class Rewrite(VmlistKernel, design=INFO):
                  nr_cpus_config: int | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
         m = self.machine
-        self.vm_unmap_aliases_2628 = bool(vm_unmap_aliases_2628)
+        self.vm_unmap_aliases_2628 = _check_bool("vm_unmap_aliases_2628", vm_unmap_aliases_2628)
         if nr_cpus_config is None:
             nr_cpus_config = m.ncpus  # NR_CPUS follows the CPU count unless given
         _check_int("Kernel", "nr_cpus_config", nr_cpus_config)
@@ -693,16 +693,12 @@ class Rewrite(VmlistKernel, design=INFO):
     def vm_map_ram(self, pages: Sequence[Page], count: int, node: int = -1,
                    prot: int = PAGE_KERNEL) -> int | None:
         """Map ``count`` pages; small counts come from this CPU's vmap_block."""
-        if count.__class__ is not int or not 0 < count <= len(pages):
-            self._check_pages("vm_map_ram", pages, count)
+        self._check_pages("vm_map_ram", pages, count)
         if node != -1:
             self._check_node("vm_map_ram", node)
         if prot != PAGE_KERNEL:
             _check_int("vm_map_ram", "prot", prot)
         pages = pages[:count]
-        for p in pages:
-            if p.__class__ is not Page or p._count <= 0:
-                self._check_pages("vm_map_ram", pages, count)
         tracing = self.tracer is not None
         if tracing:
             self.trace("map_ram", count=count, node=node)

@@ -178,6 +178,32 @@ def _check_addr(name: str, addr: object) -> int:
     return a
 
 
+def _check_bool(name: str, v: object) -> bool:
+    """A switch: exactly True or False (``"no"`` or ``1`` would silently switch it on)."""
+    if v.__class__ is not bool:
+        raise TypeError(f"{name} must be a bool (True or False), not {type(v).__name__} {v!r}")
+    return bool(v)
+
+
+#: callers whose symbol text is known to be one vmallocinfo token (bounded: a cache)
+_good_callers: set[str] = set()
+
+
+def _check_caller(who: str, caller: object) -> str:
+    """A caller symbol as %pS prints it (``sym+0xoff/0xsize``): a str of printable
+    characters without white space, so it stays one field of its vmallocinfo line."""
+    if caller in _good_callers:
+        return caller  # type: ignore[return-value]
+    if not isinstance(caller, str):
+        raise TypeError(f"{who}: caller must be a str (a symbol), not {type(caller).__name__}")
+    if not caller.isprintable() or any(c.isspace() for c in caller):
+        raise InvalidArgumentError(f"{who}: caller {caller!r} must be one printable word (a symbol "
+                                   f"such as 'func+0x1c/0x80'): no spaces, newlines or control characters")
+    if len(_good_callers) < 4096:
+        _good_callers.add(caller)
+    return caller
+
+
 def vm_line(v: vm_struct, nodes: int, modern: bool = False) -> str:
     """One /proc/vmallocinfo line for ``v``: s_show() of 2.6.28 (``phys=%lx``), or with
     ``modern`` of later kernels (``phys=%pa``: 0x and 16 digits); ``%p`` shown unhashed."""
@@ -276,6 +302,11 @@ class Kernel:
     #: the vm_struct flag marking a vmalloc()ed page array (2.6: VM_VPAGES; 6.x has
     #: none and tests is_vmalloc_addr(area->pages) instead: 0)
     vpages_flag: ClassVar[int] = VM_VPAGES
+    #: the vm_struct flags a caller of get_vm_area*()/vmap() may pass (2.6: VM_IOREMAP,
+    #: VM_ALLOC, VM_MAP, VM_USERMAP; VM_VPAGES is the layer's own) ...
+    caller_vm_flags: ClassVar[int] = VM_IOREMAP | VM_ALLOC | VM_MAP | VM_USERMAP
+    #: ... and every flag the design knows (what a snapshot's line may show: place_vm_area)
+    known_vm_flags: ClassVar[int] = VM_IOREMAP | VM_ALLOC | VM_MAP | VM_USERMAP | VM_VPAGES
     #: the name __vunmap()'s WARN texts give a bad vunmap() (2.6 to 6.2: "vfree"; 6.3 on,
     #: where vunmap() has texts of its own: "vunmap")
     vunmap_name: ClassVar[str] = "vfree"
@@ -360,6 +391,12 @@ class Kernel:
         self._user_vmas: set[vm_area_struct] = set()
         #: id(vm_struct) -> address of its vmalloc()ed page array (VM_VPAGES areas)
         self._pages_array_addr: dict[int, int] = {}
+        #: page array address -> address of the area it holds the pages of (the array
+        #: is the layer's: only its owner's vfree() frees it)
+        self._array_owner: dict[int, int] = {}
+        #: addresses of live areas whose pages the layer allocated (vmalloc() and
+        #: friends, __vmalloc_area(), populate_vm_area()): only vfree() may free them
+        self._vm_pages: set[int] = set()
         self.purges = 0
         #: the tracepoint hook: None, or a callable(event, fields) that sees every
         #: vmalloc-layer event the kprobes of the real captures see (``trace()``)
@@ -515,9 +552,8 @@ class Kernel:
         nothing changed, if ``can_place()`` says no. The pages are not allocated (see
         ``populate_vm_area``); ``phys_addr`` and the like are the caller's to set."""
         self._check_place("place_vm_area", addr, size)
-        _check_int("place_vm_area", "flags", flags)
-        if not isinstance(caller, str):
-            raise TypeError(f"place_vm_area: caller must be a str (a symbol), not {type(caller).__name__}")
+        self._check_flags("place_vm_area", flags, self.known_vm_flags)
+        _check_caller("place_vm_area", caller)
         if size < 2 * PAGE_SIZE:
             raise InvalidArgumentError(f"place_vm_area: size {size:#x} leaves no room for the guard page")
         if not self.can_place(addr, size):
@@ -564,6 +600,7 @@ class Kernel:
                     pages.append(page)
         area.pages = pages
         area.nr_pages = len(pages)
+        self._vm_pages.add(area.addr)
         self.vmap_page_range_(area.addr, pages, PAGE_KERNEL)
         return pages
 
@@ -663,6 +700,17 @@ class Kernel:
         if not 0 <= n < self.machine.ncpus:
             raise ConfigError(f"cpu {cpu} out of range 0..{self.machine.ncpus - 1}")
 
+    def _check_flags(self, who: str, flags: object, allowed: int) -> int:
+        """vm_struct flags a caller may pass: an int made of the bits in ``allowed``."""
+        if flags.__class__ is not int:
+            _check_int(who, "flags", flags)  # TypeError; an int subclass (not bool) passes
+        f: int = flags  # type: ignore[assignment]
+        if f & ~allowed or f < 0:
+            raise InvalidArgumentError(
+                f"{who}: flags {f:#x} has bits outside {allowed:#x}, the flags a caller may pass "
+                f"to the {self.design} design (the others, e.g. VM_VPAGES, are the layer's own)")
+        return f
+
     def _check_node(self, who: str, node: object) -> int:
         n = _check_int(who, "node", node)
         if not -1 <= n < self.machine.mem.nodes:
@@ -707,6 +755,11 @@ class Kernel:
             raise TypeError(f"free_page() takes a Page, not {type(page).__name__}")
         if page not in self._user_pages:
             raise BadPageError(f"Bad page state: page pfn:{page.pfn:#x} was not allocated by alloc_page()")
+        if page in self._live.values():  # identity (Page has no __eq__): one C-level scan
+            vpn = next(v for v, p in self._live.items() if p is page)
+            raise BadPageError(
+                f"Bad page state: page pfn:{page.pfn:#x} is still mapped at {vpn << PAGE_SHIFT:#x} "
+                f"(vunmap()/vm_unmap_ram() the mapping first)")
         self._user_pages.discard(page)
         self.machine.mem.free_page(page)
         self.machine.charge(self._cpu, "__free_pages", self.cost.page_alloc)
@@ -764,6 +817,9 @@ class Kernel:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"write: data must be bytes, not {type(data).__name__}")
         view = memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1 or view.format != "B":
+            # bytes are written, not items: a memoryview of ints, or a 2-D one, as its bytes
+            view = memoryview(view.tobytes())
         m = self.machine
         while view:
             page = self._page_for(addr)
@@ -878,6 +934,8 @@ class Kernel:
         """The start of __get_vm_area_node() in both designs: the area's size (page
         aligned, plus the guard page) and alignment (IOREMAP areas: by their size), after
         the vm_struct's kmalloc; None for a zero size."""
+        if size.__class__ is not int or align.__class__ is not int or size < 0 or align < 1 or align & (align - 1):
+            self._check_request("__get_vm_area_node", size, align)
         align = self._area_align(size, flags) if align == 1 else align
         size = (size + PAGE_SIZE - 1) & PAGE_MASK
         if not size:
@@ -885,10 +943,18 @@ class Kernel:
         self.machine.charge(self._cpu, "kmalloc", self.cost.kmalloc)  # kmalloc_node(sizeof(*area))
         return size + PAGE_SIZE, align  # We always allocate a guard page.
 
+    @staticmethod
+    def _check_request(who: str, size: object, align: object) -> None:
+        """The slow path of the design hooks' size and alignment check (raises)."""
+        _check_size(who, size)
+        a = _check_int(who, "align", align)
+        if a < 1 or a & (a - 1):
+            raise InvalidArgumentError(f"{who}: align must be a power of two, got {a}")
+
     def get_vm_area__(self, size: int, flags: int, start: int, end: int) -> vm_struct | None:
         """__get_vm_area(size, flags, start, end)."""
         _check_size("__get_vm_area", size)
-        _check_int("__get_vm_area", "flags", flags)
+        self._check_flags("__get_vm_area", flags, self.caller_vm_flags)
         _check_addr("__get_vm_area", start)
         _check_addr("__get_vm_area", end)
         # Deviation: the model has only the vmalloc range (no module or fixmap space).
@@ -900,22 +966,21 @@ class Kernel:
 
     def get_vm_area(self, size: int, flags: int) -> vm_struct | None:
         _check_size("get_vm_area", size)
-        _check_int("get_vm_area", "flags", flags)
+        self._check_flags("get_vm_area", flags, self.caller_vm_flags)
         return self.get_vm_area_node__(size, flags, self.VMALLOC_START, self.VMALLOC_END, -1,
                                        GFP_KERNEL, _caller_symbol(1))
 
     def get_vm_area_caller(self, size: int, flags: int, caller: str) -> vm_struct | None:
         _check_size("get_vm_area_caller", size)
-        _check_int("get_vm_area_caller", "flags", flags)
-        if not isinstance(caller, str):
-            raise TypeError(f"caller must be a str (a symbol), not {type(caller).__name__}")
+        self._check_flags("get_vm_area_caller", flags, self.caller_vm_flags)
+        _check_caller("get_vm_area_caller", caller)
         return self.get_vm_area_node__(size, flags, self.VMALLOC_START, self.VMALLOC_END, -1,
                                        GFP_KERNEL, caller)
 
     def get_vm_area_node(self, size: int, flags: int, node: int,
                          gfp_mask: int = GFP_KERNEL) -> vm_struct | None:
         _check_size("get_vm_area_node", size)
-        _check_int("get_vm_area_node", "flags", flags)
+        self._check_flags("get_vm_area_node", flags, self.caller_vm_flags)
         _check_int("get_vm_area_node", "gfp_mask", gfp_mask)
         self._check_node("get_vm_area_node", node)
         return self.get_vm_area_node__(size, flags, self.VMALLOC_START, self.VMALLOC_END, node,
@@ -1000,7 +1065,24 @@ class Kernel:
         found = self.find_vm_area(area.addr)
         if found is not area:
             raise BadAddressError(f"kernel BUG at mm/vmalloc.c: free_vm_area: {area.addr:#x} is not a live area")
+        self._check_release("free_vm_area", area.addr, False)
         self.remove_vm_area(area.addr)
+
+    def _check_release(self, who: str, addr: int, frees_pages: bool) -> None:
+        """Refuse to release an area the caller does not own as asked: the page array of
+        a vmalloc() area (the layer's own: its owner's vfree() frees it), or, without
+        freeing the pages (vunmap(), free_vm_area()), an area whose pages the layer
+        allocated (they would leak for good). The kernel does neither check (2.6.28
+        would free the array twice later, or leak the pages); the model refuses."""
+        owner = self._array_owner.get(addr)
+        if owner is not None:
+            raise BadAddressError(
+                f"{who}({addr:#x}): the area is the page array of the vmalloc() area at {owner:#x}, "
+                f"the layer's own (vfree({owner:#x}) frees it)")
+        if not frees_pages and addr in self._vm_pages:
+            raise InvalidArgumentError(
+                f"{who}({addr:#x}): the area's pages were allocated by vmalloc(); {who}() would leak "
+                f"them: free it with vfree()")
 
     def vunmap__(self, addr: int | None, deallocate_pages: bool, who: str = "vfree") -> None:
         """__vunmap(): remove the area; with ``deallocate_pages`` free its pages too."""
@@ -1012,15 +1094,19 @@ class Kernel:
             self.machine.warn(msg)
             # Deviation: the kernel WARNs and returns; the model raises so misuse is seen.
             raise BadAddressError(msg)
+        if (not deallocate_pages and addr in self._vm_pages) or addr in self._array_owner:
+            self._check_release("vfree" if deallocate_pages else "vunmap", addr, deallocate_pages)
         area = self.remove_vm_area(addr)
         if area is None:
             msg = f"Trying to {who}() nonexistent vm area ({self.pr_ptr(addr)})"
             self.machine.warn(msg)
             raise (DoubleFreeError if self._was_freed(addr) else BadAddressError)(msg)
+        self._vm_pages.discard(addr)
         if deallocate_pages and area.pages is not None:
             self._free_pages_of(area.pages[:area.nr_pages])
             arr = self._pages_array_addr.pop(id(area), None)
             if arr is not None:  # the page array was vmalloc()ed too
+                del self._array_owner[arr]
                 self.vunmap__(arr, True)
         self.machine.charge(self._cpu, "kfree", self.cost.kmalloc)
 
@@ -1030,7 +1116,9 @@ class Kernel:
     def vfree(self, addr: int | None) -> None:
         """Free a vmalloc()ed area and its pages (NULL is a no-op)."""
         if self.tracer is not None:
-            self.trace("vfree", addr=addr if addr.__class__ is int else 0)
+            if addr is not None:
+                _check_addr("vfree", addr)  # refused before the tracepoint fires
+            self.trace("vfree", addr=addr or 0)
         self.vunmap__(addr, True, "vfree")
 
     def vunmap(self, addr: int | None) -> None:
@@ -1042,7 +1130,7 @@ class Kernel:
              prot: int = PAGE_KERNEL) -> int | None:
         """Map ``count`` pages virtually contiguously; the address or None."""
         self._check_pages("vmap", pages, count)
-        _check_int("vmap", "flags", flags)
+        self._check_flags("vmap", flags, self.caller_vm_flags)
         _check_int("vmap", "prot", prot)
         if count > self.num_physpages:
             return None
@@ -1055,27 +1143,34 @@ class Kernel:
             return None
         return area.addr
 
-    @staticmethod
-    def _check_pages(who: str, pages: Sequence[Page], count: int) -> None:
-        if count.__class__ is int and 0 < count <= len(pages):
+    def _check_pages(self, who: str, pages: Sequence[Page], count: int) -> None:
+        """``count`` pages of this kernel's machine, each allocated (the fast path is a
+        class, count and owner test per page: vmap() and vm_map_ram() call it per call)."""
+        cls = pages.__class__
+        if (cls is list or cls is tuple) and count.__class__ is int and 0 < count <= len(pages):
+            mem = self.machine.mem
             for p in pages[:count]:
-                if p.__class__ is not Page or p._count <= 0:
+                if p.__class__ is not Page or p._count <= 0 or p._mem is not mem:
                     break
             else:
                 return
         # slow path: say exactly what is wrong
         if not isinstance(count, int) or isinstance(count, bool):
             raise TypeError(f"{who}: count must be an int, not {type(count).__name__}")
-        if count <= 0:
-            raise InvalidArgumentError(f"{who}: count must be positive, got {count}")
         if not isinstance(pages, (list, tuple)):
             raise TypeError(f"{who}: pages must be a list of Page, not {type(pages).__name__}")
+        if count <= 0:
+            raise InvalidArgumentError(f"{who}: count must be positive, got {count}")
         if len(pages) < count:
             raise InvalidArgumentError(f"{who}: count {count} but only {len(pages)} pages given")
         for i in range(count):
             p = pages[i]
             if not isinstance(p, Page):
                 raise TypeError(f"{who}: pages[{i}] is {type(p).__name__}, not a Page")
+            if p._mem is not self.machine.mem:
+                whose = "a Page built by hand" if p._mem is None else "a page of another Kernel"
+                raise BadPageError(f"{who}: pages[{i}] (pfn {p.pfn:#x}) is not a page of this kernel's "
+                                   f"machine ({whose})")
             if p._count <= 0:
                 raise BadPageError(f"{who}: pages[{i}] (pfn {p.pfn:#x}) is a free page")
 
@@ -1096,10 +1191,12 @@ class Kernel:
                 return None
             area.flags |= self.vpages_flag
             self._pages_array_addr[id(area)] = arr
+            self._array_owner[arr] = area.addr
         else:
             self.machine.charge(self._cpu, "__kmalloc", self.cost.kmalloc)
         area.pages = pages
         area.caller = caller  # 2.6.27 and 2.6.28 both set area->caller here
+        self._vm_pages.add(area.addr)
         for i in range(nr_pages):
             page = self._alloc_page(node, gfp_mask)
             if page is None:
@@ -1128,6 +1225,12 @@ class Kernel:
                        caller: str) -> int | None:
         """__vmalloc_node()."""
         _check_size("vmalloc", size)
+        _check_caller("__vmalloc_node", caller)
+        if gfp_mask.__class__ is not int or prot.__class__ is not int:
+            _check_int("__vmalloc_node", "gfp_mask", gfp_mask)
+            _check_int("__vmalloc_node", "prot", prot)
+        if node != -1:
+            self._check_node("__vmalloc_node", node)
         size = (size + PAGE_SIZE - 1) & PAGE_MASK
         if not size or (size >> PAGE_SHIFT) > self.num_physpages:
             # a model note: 2.6.28's __vmalloc_node() returns NULL here without a message
@@ -1192,6 +1295,9 @@ class Kernel:
             raise TypeError(f"remap_vmalloc_range: vma must be a vm_area_struct, not {type(vma).__name__}")
         _check_addr("remap_vmalloc_range", addr)
         _check_size("remap_vmalloc_range: pgoff", pgoff)
+        if vma._kernel is not None and vma._kernel is not self:
+            raise InvalidArgumentError("remap_vmalloc_range: the vma maps pages of another Kernel "
+                                       "(a vma belongs to one mm, of one machine)")
         if addr & (PAGE_SIZE - 1):
             return -EINVAL
         # 2.6.28: find_vm_area(), no vmlist_lock; 2.6.27 read-locked vmlist_lock around
