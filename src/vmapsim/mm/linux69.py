@@ -574,7 +574,11 @@ class Linux69(Linux61, design=INFO):
 
     # -- vmap blocks: 6.3-6.5 -----------------------------------------------------------------------
     def addr_to_vb_xa_cpu(self, addr: int) -> int:
-        """Which CPU's xarray holds the block at ``addr`` (6.4: a hash of the address)."""
+        """Which CPU's xarray holds the block at ``addr`` (6.4: a hash of the address).
+
+        Deviation: the model keeps 6.1's one ``vmap_blocks`` dict for lookups (same
+        results: an index finds one block either way) and uses this hash only where the
+        order of the per-CPU xarrays shows, in _vm_unmap_aliases()'s walk."""
         return (addr // self.VMAP_BLOCK_SIZE) % self.machine.ncpus
 
     def new_vmap_block(self, order: int, vstart: int | None = None) -> int | None:
