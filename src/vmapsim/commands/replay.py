@@ -93,7 +93,8 @@ def _run_snapshot(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     if args.block_pages not in ("auto", "model"):
         kw.update(_block_config(args.design, int(args.block_pages), args.cpus or DEFAULT_CPUS))
     k = vi.kernel_for(snap, args.design, args.cpus or DEFAULT_CPUS, args.vmalloc_start, **kw)
-    kbase = None if snap.hashed else vi.snapshot_base(snap)  # the captured kernel's VMALLOC_START
+    # the captured kernel's VMALLOC_START
+    kbase = None if snap.hashed else vi.snapshot_base(snap, k.VMALLOC_END + 1 - k.VMALLOC_START)
     rep = vi.rebuild(k, snap, kernel_base=kbase)
     k.check()
     text = vi.render_modern(k)

@@ -1,251 +1,38 @@
-"""/proc/vmallocinfo: parse real snapshots, rebuild their population on the model, and
-print the model's state in the modern format.
+"""/proc/vmallocinfo on the model: rebuild a snapshot's population, summarize and
+compare snapshots, and print the model's state in the modern format.
 
-Formats read (one area per line, ``0x<start>-0x<end> <size>`` first, size in bytes
-including the guard page):
-
-- 2.6.x: ``caller pages=N phys=<hex> ioremap vmalloc vmap user vpages N<node>=<n>``
-  (``phys=`` without ``0x``);
-- modern (4.x-6.x): the same words plus ``dma-coherent``, ``phys=0x<16 hex>``, lines
-  ``... <size> vm_map_ram`` for vmap blocks and ``... <size> unpurged vm_area`` for
-  lazily freed areas (printed after the busy ones);
-- hashed addresses (``%p`` hashing, ``kptr_restrict``): detected when the printed
-  ``end - start`` never equals the size; the areas are then laid out in file order,
-  adjacent where the kernel printed the same hash for one area's end and the next
-  one's start (the same pointer), one page apart otherwise.
+The reader of both formats lives in :mod:`vmapsim.inputs.vmallocinfo` (with
+:mod:`vmapsim.inputs.vmallocinfo_26` and :mod:`vmapsim.inputs.vmallocinfo_modern`);
+its names are kept here too (``parse_vmallocinfo``, ``read_vmallocinfo``, ``Area``,
+``Snapshot``, ``KIND_WORDS``).
 
 Everything is parsed (and every bad line reported as ``FILE:LINE: expected ...``)
-before anything is applied to a Kernel.
+before anything is applied to a Kernel; the rebuild checks the snapshot's pages
+against the model's memory before it places the first area.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, VmapError
+from ..inputs.lines import INPUT_MEM_PAGES
+from ..inputs.vmallocinfo import KIND_WORDS, Area, Snapshot, parse_vmallocinfo, read_vmallocinfo
 from ..mm import designs
-from ..mm.constants import (
-    PAGE_KERNEL,
-    PAGE_SHIFT,
-    PAGE_SIZE,
-    VM_ALLOC,
-    VM_IOREMAP,
-    VM_MAP,
-    VM_USERMAP,
-    VM_VPAGES,
-    VMAP_MAX_ALLOC,
-)
+from ..mm.constants import PAGE_KERNEL, PAGE_SHIFT, PAGE_SIZE, VM_ALLOC, VM_MAP, VM_VPAGES, VMAP_MAX_ALLOC
 from ..mm.vmalloc import Kernel
-from . import InputFormatError
+
+__all__ = [
+    "GIB", "KIND_WORDS", "Area", "RebuildReport", "Snapshot", "compare", "compare_lines", "kernel_for",
+    "largest_gap", "model_summary", "parse_vmallocinfo", "read_vmallocinfo", "rebuild", "render_modern",
+    "size_profile", "snapshot_base", "summarize", "vmalloc_start_for",
+]
 
 GIB = 1 << 30
 #: the largest ioremap alignment of the kernels read (x86_64 6.x: PUD_SHIFT)
 IOREMAP_ALIGN_SHIFT = 30
-
-#: The words vmallocinfo prints for vm_struct flags; 0 = printed by modern kernels,
-#: not modelled by vmapsim (reported as such when rebuilding).
-KIND_WORDS: dict[str, int] = {
-    "ioremap": VM_IOREMAP,
-    "vmalloc": VM_ALLOC,
-    "vmap": VM_MAP,
-    "user": VM_USERMAP,
-    "dma-coherent": 0,
-    "vpages": VM_VPAGES,
-    "sparse": 0,
-}
-_WORD_ORDER = ("ioremap", "vmalloc", "vmap", "user", "dma-coherent", "vpages", "sparse")
-
-_HEAD_RE = re.compile(r"0x([0-9a-fA-F]+)-0x([0-9a-fA-F]+)\s+(\d+)(?:\s+(.*?))?\s*$")
-_NODE_RE = re.compile(r"N(\d+)=(\d+)$")
-_PHYS_RE = re.compile(r"phys=(0x)?([0-9a-fA-F]+)$")
-_PAGES_RE = re.compile(r"pages=(\d+)$")
-
-_ATTR_EXPECTED = ("pages=<n>, phys=<addr>, one of " + "/".join(_WORD_ORDER)
-                  + ", or N<node>=<pages> after the caller")
-
-
-@dataclass(slots=True)
-class Area:
-    """One line of /proc/vmallocinfo."""
-
-    lineno: int
-    start: int
-    end: int
-    size: int
-    kind: str  # "vm" (a vm_struct), "unpurged" (lazily freed), "vm_map_ram" (a vmap block)
-    caller: str = ""
-    pages: int | None = None
-    phys: int | None = None
-    words: tuple[str, ...] = ()
-    nodes: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def flags(self) -> int:
-        f = 0
-        for w in self.words:
-            f |= KIND_WORDS[w]
-        return f
-
-    @property
-    def label(self) -> str:
-        """The area's kind for summaries: vmalloc, vmap, ioremap, ... or unpurged/vm_map_ram."""
-        if self.kind != "vm":
-            return self.kind
-        for w in ("vmalloc", "vmap", "ioremap"):
-            if w in self.words:
-                return w
-        return self.words[0] if self.words else "other"
-
-
-@dataclass
-class Snapshot:
-    """A parsed /proc/vmallocinfo: the areas (file order), the bad lines skipped."""
-
-    path: str
-    areas: list[Area]
-    bad: list[InputFormatError]
-    hashed: bool
-    fmt: str  # "2.6", "modern" or "either"
-    lines: int = 0
-
-
-def _bad(path: str, lineno: int, expected: str, line: str) -> InputFormatError:
-    return InputFormatError(path, lineno, expected, line)
-
-
-def _parse_line(path: str, lineno: int, line: str) -> Area:
-    m = _HEAD_RE.match(line)
-    if m is None:
-        raise _bad(path, lineno, "'0x<start>-0x<end> <size>' followed by the area's description", line)
-    start, end, size = int(m.group(1), 16), int(m.group(2), 16), int(m.group(3))
-    if size <= 0 or size % PAGE_SIZE:
-        raise _bad(path, lineno, f"a size that is a positive multiple of {PAGE_SIZE}", line)
-    rest = m.group(4) or ""
-    if rest == "unpurged vm_area":
-        return Area(lineno, start, end, size, "unpurged")
-    if rest == "vm_map_ram":
-        return Area(lineno, start, end, size, "vm_map_ram")
-    tokens = rest.split()
-    a = Area(lineno, start, end, size, "vm")
-    i = 0
-    if tokens and not _is_attr(tokens[0]):
-        a.caller = tokens[0]
-        i = 1
-        if i < len(tokens) and tokens[i].startswith("[") and tokens[i].endswith("]"):
-            a.caller += " " + tokens[i]  # %pS of a module symbol: "sym+0x1/0x2 [mod]"
-            i += 1
-    words: list[str] = []
-    for t in tokens[i:]:
-        if t in KIND_WORDS:
-            if t in words:
-                raise _bad(path, lineno, f"{t!r} at most once", line)
-            words.append(t)
-            continue
-        pm = _PAGES_RE.match(t)
-        if pm:
-            if a.pages is not None:
-                raise _bad(path, lineno, "pages= at most once", line)
-            a.pages = int(pm.group(1))
-            continue
-        ph = _PHYS_RE.match(t)
-        if ph:
-            if a.phys is not None:
-                raise _bad(path, lineno, "phys= at most once", line)
-            a.phys = int(ph.group(2), 16)
-            continue
-        nm = _NODE_RE.match(t)
-        if nm:
-            node = int(nm.group(1))
-            if node in a.nodes:
-                raise _bad(path, lineno, f"N{node}= at most once", line)
-            a.nodes[node] = int(nm.group(2))
-            continue
-        raise _bad(path, lineno, _ATTR_EXPECTED + f" (not {t!r})", line)
-    a.words = tuple(words)
-    if a.nodes:
-        if a.pages is None:
-            raise _bad(path, lineno, "pages=<n> before the N<node>=<pages> counts", line)
-        if sum(a.nodes.values()) != a.pages:
-            raise _bad(path, lineno, f"N<node>= counts summing to pages={a.pages}", line)
-    if a.pages is not None and a.pages > size // PAGE_SIZE:
-        raise _bad(path, lineno, f"pages= at most the area's {size // PAGE_SIZE} pages", line)
-    return a
-
-
-def _is_attr(t: str) -> bool:
-    return t in KIND_WORDS or t.startswith(("pages=", "phys=")) or _NODE_RE.match(t) is not None
-
-
-def parse_vmallocinfo(lines: Iterable[str] | str, path: str = "<vmallocinfo>",
-                      skip_bad: bool = False) -> Snapshot:
-    """Parse a whole snapshot. A bad line raises InputFormatError (the first one, in
-    line order) unless ``skip_bad``, which drops and counts it (``Snapshot.bad``)."""
-    if isinstance(lines, str):
-        lines = lines.splitlines()
-    areas: list[Area] = []
-    bad: list[InputFormatError] = []
-    texts: dict[int, str] = {}
-    n = 0
-    for n, line in enumerate(lines, 1):
-        line = line.rstrip("\r\n")
-        if not line.strip():
-            continue
-        try:
-            a = _parse_line(path, n, line)
-        except InputFormatError as e:
-            if not skip_bad:
-                raise
-            bad.append(e)
-            continue
-        areas.append(a)
-        texts[n] = line
-    real = sum(1 for a in areas if a.end - a.start == a.size)
-    hashed = bool(areas) and real * 2 < len(areas)
-    errors: list[InputFormatError] = []
-    if not hashed:
-        for a in areas:
-            if a.end - a.start != a.size:
-                errors.append(_bad(path, a.lineno, "end - start equal to the size (the other lines "
-                                   "of this file have real addresses)", texts[a.lineno]))
-            elif a.start % PAGE_SIZE:
-                errors.append(_bad(path, a.lineno, "page-aligned addresses", texts[a.lineno]))
-        dropped = {e.lineno for e in errors}
-        last_end, last_line = -1, 0
-        for a in sorted((a for a in areas if a.lineno not in dropped), key=lambda a: (a.start, a.lineno)):
-            if a.start < last_end:
-                ln = max(a.lineno, last_line)
-                errors.append(_bad(path, ln, f"an area not overlapping the one on line "
-                                   f"{min(a.lineno, last_line)}", texts[ln]))
-                dropped.add(ln)
-                if ln == a.lineno:
-                    continue
-            last_end, last_line = a.end, a.lineno
-    if errors:
-        errors.sort(key=lambda e: e.lineno)
-        if not skip_bad:
-            raise errors[0]
-        bad.extend(errors)
-        gone = {e.lineno for e in errors}
-        areas = [a for a in areas if a.lineno not in gone]
-        bad.sort(key=lambda e: e.lineno)
-    modern = hashed or any(a.kind != "vm" or "dma-coherent" in a.words for a in areas) or any(
-        a.phys is not None and "phys=0x" in texts.get(a.lineno, "") for a in areas)
-    old = any(a.phys is not None and "phys=0x" not in texts.get(a.lineno, "") for a in areas)
-    fmt = "modern" if modern and not old else "2.6" if old and not modern else "either"
-    return Snapshot(path, areas, bad, hashed, fmt, n)
-
-
-def read_vmallocinfo(path: str, skip_bad: bool = False) -> Snapshot:
-    """Read and parse a snapshot file (``cat /proc/vmallocinfo > FILE`` as root)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return parse_vmallocinfo(f, path, skip_bad)
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
 
 
 # -- summaries ------------------------------------------------------------------------
@@ -429,13 +216,15 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
                                top, block)
     else:
         if kernel_base is None:
-            kernel_base = min((a.start for a in areas), default=0) & ~(GIB - 1)
+            kernel_base = snapshot_base(areas, hi - lo) or 0
         rep.kernel_base = kernel_base
         rep.model_base = lo
         where = {a.lineno: a.start - kernel_base + lo for a in areas}
 
     plan: list[tuple[int, Area]] = []
     need = 0
+    free = k.nr_free_pages()
+    path = snap.path if isinstance(snap, Snapshot) else ""
     for a in areas:
         addr = where[a.lineno]
         reason = None
@@ -459,16 +248,15 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
         if reason:
             rep.skipped[reason] += 1
             continue
-        if a.kind == "vm":
-            if a.flags & VM_ALLOC and a.pages:
-                need += a.pages
-            elif a.flags & VM_MAP and not a.flags & VM_ALLOC:
-                need += a.pages or a.size // PAGE_SIZE - 1
-        elif a.kind == "vm_map_ram":
-            need += VMAP_MAX_ALLOC  # what vm_map_ram() may map at once while filling the block
+        pages = _pages_needed(a)
+        need += pages
+        if need > free:
+            where_ = f"{path}:{a.lineno}: " if path else f"line {a.lineno}: "
+            raise ConfigError(
+                f"{where_}rebuilding needs {need:,} pages ({need * PAGE_SIZE / GIB:.2f} GiB) up to this area, "
+                f"the model has {free:,} free; got an area of {pages:,} pages "
+                f"(a machine built for an input has at most {INPUT_MEM_PAGES:,} pages)")
         plan.append((addr, a))
-    if need > k.nr_free_pages():
-        raise ConfigError(f"rebuilding needs {need} pages, the model has {k.nr_free_pages()} free")
     purges0 = k.purges
     old_cpu = k.this_cpu.id
     k.set_cpu(cpu)
@@ -490,6 +278,19 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
         k.set_cpu(old_cpu)
     rep.purges = k.purges - purges0
     return rep
+
+
+def _pages_needed(a: Area) -> int:
+    """The pages rebuilding ``a`` takes from the model's memory."""
+    if a.kind == "vm":
+        if a.flags & VM_ALLOC and a.pages:
+            return a.pages
+        if a.flags & VM_MAP and not a.flags & VM_ALLOC:
+            return a.pages or a.size // PAGE_SIZE - 1
+        return 0
+    if a.kind == "vm_map_ram":
+        return VMAP_MAX_ALLOC  # what vm_map_ram() may map at once while filling the block
+    return 0
 
 
 def _place(k: Kernel, a: Area, addr: int, rep: RebuildReport) -> bool:
@@ -539,14 +340,28 @@ def _place(k: Kernel, a: Area, addr: int, rep: RebuildReport) -> bool:
     return True
 
 
-def snapshot_base(snap: Snapshot | list[Area]) -> int | None:
+def snapshot_base(snap: Snapshot | list[Area], space: int = 32 << 40) -> int | None:
     """The captured kernel's VMALLOC_START as a snapshot shows it: its lowest area rounded
-    down to 1 GiB (x86_64 randomizes the vmalloc base in 1 GiB steps); None if the
+    down to 1 GiB (x86_64 randomizes the vmalloc base in 1 GiB steps), of the areas a
+    vmalloc space of ``space`` bytes from there holds the most of; None if the
     addresses are hashed or there are none."""
     areas = snap.areas if isinstance(snap, Snapshot) else snap
     if not areas or (isinstance(snap, Snapshot) and snap.hashed):
         return None
-    return min(a.start for a in areas) & ~(GIB - 1)
+    # the lowest base whose window holds the most areas: one stray line far below the
+    # others does not move every address out of the model's space
+    starts = sorted(a.start for a in areas)
+    best, best_n, j = starts[0] & ~(GIB - 1), 0, 0
+    for i, s in enumerate(starts):
+        base = s & ~(GIB - 1)
+        if i and base == starts[i - 1] & ~(GIB - 1):
+            continue
+        j = max(j, i)
+        while j < len(starts) and starts[j] < base + space:
+            j += 1
+        if j - i > best_n:
+            best, best_n = base, j - i
+    return best
 
 
 def vmalloc_start_for(design: str, base: int | None) -> int | None:
@@ -569,9 +384,12 @@ def kernel_for(snap: Snapshot, design: str = "6.1", cpus: int = 2, vmalloc_start
     nodes = 1 + max((n for a in snap.areas for n in a.nodes), default=0)
     pages = sum(a.pages or 0 for a in snap.areas) + sum(a.size for a in snap.areas if a.kind == "vm") // PAGE_SIZE
     kw.setdefault("nodes", nodes)
-    kw.setdefault("mem_pages", max(262144, 2 * pages) // nodes * nodes)
+    # room for the snapshot's pages twice over, within what a machine for an input gets
+    # (rebuild() names the area that passes it)
+    kw.setdefault("mem_pages", max(min(max(262144, 2 * pages), INPUT_MEM_PAGES) // nodes * nodes, nodes))
     if vmalloc_start is None:
-        vmalloc_start = vmalloc_start_for(design, snapshot_base(snap))
+        vmalloc_start = vmalloc_start_for(design, snapshot_base(snap, designs.design_class(design)
+                                                               .default_vmalloc_size()))
     if vmalloc_start is not None:
         kw["vmalloc_start"] = vmalloc_start
     blocks = {a.size for a in snap.areas if a.kind == "vm_map_ram"}
