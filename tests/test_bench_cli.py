@@ -73,7 +73,9 @@ def test_bench_rejects_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: P
         main(["bench", "--cost", "nope"])
     assert main(["bench", "--threads", "4", "--cpus", "2", "--ops", "3"]) == 2
     assert "--cpus 2" in capsys.readouterr().err
-    assert main(["bench", "--ops", "3", "--threads", "1", "--plot", str(tmp_path / "x.gif")]) == 2
+    with pytest.raises(SystemExit) as ei:  # refused before the run, by argparse
+        main(["bench", "--ops", "3", "--threads", "1", "--plot", str(tmp_path / "x.gif")])
+    assert ei.value.code == 2
     assert ".png or .svg" in capsys.readouterr().err
 
 

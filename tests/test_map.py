@@ -69,7 +69,9 @@ def test_command(tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture
     assert os.path.getsize(out) > 1000
     assert main(["map", "--out", out, "--trace", os.path.join(REAL, "xfsdir", "trace.txt")]) == 0
     assert "32.0 TiB hidden" in capsys.readouterr().out
-    assert main(["map", "--out", os.path.join(str(tmp_path), "x.jpg")]) == 2
+    with pytest.raises(SystemExit) as ei:  # refused before the run, by argparse
+        main(["map", "--out", os.path.join(str(tmp_path), "x.jpg")])
+    assert ei.value.code == 2
     bad = os.path.join(str(tmp_path), "bad.txt")
     with open(bad, "w") as f:
         f.write("nonsense\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..errors import ConfigError
 from ..hw.cost import get_preset
@@ -40,6 +41,17 @@ def positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"{n} must be positive")
     return n
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (``nan``, ``inf``, ``0`` and ``-1`` refused)."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return x
 
 
 def nonneg_int(text: str) -> int:

@@ -21,27 +21,29 @@ from ..sim.run import run as simulate
 from ..sim.workload import WORKLOADS
 from ._args import PRESET_CPUS_HELP, add_design, add_seed
 from ._args import positive_int as positive
+from ._output import add_output, stdout_console
 
 NAME = "bench"
 HELP = "the seed's benchmark table: ns per map+touch+unmap on N simulated CPUs, both designs"
 
 def parse_threads(text: str) -> list[int]:
-    """``"1,2,4,8"`` -> [1, 2, 4, 8]; each 1..1024 (argparse type)."""
-    out = []
+    """``"1,2,4,8"`` -> [1, 2, 4, 8]; each 1..1024, none empty or given twice (argparse type)."""
+    out: list[int] = []
     for part in text.split(","):
         part = part.strip()
         if not part:
-            continue
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty entry; give counts "
+                                             f"separated by single commas, e.g. 1,2,4,8")
         try:
             n = int(part)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"threads: {part!r} is not an integer") from None
+            raise argparse.ArgumentTypeError(f"{part!r} is not an integer") from None
         if not 1 <= n <= 1024:
-            raise argparse.ArgumentTypeError(f"threads: {n} is out of range 1..1024")
+            raise argparse.ArgumentTypeError(f"{n} is out of range 1..1024")
+        if n in out:
+            raise argparse.ArgumentTypeError(f"{n} is given twice in {text!r}")
         out.append(n)
-    if not out:
-        raise argparse.ArgumentTypeError("threads: give at least one count, e.g. 1,2,4,8")
-    return sorted(set(out))
+    return sorted(out)
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -70,8 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated thread counts, 1..1024 (default 1,2,4,8)")
     add_common(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--plot", metavar="FILE", default=None,
-                   help="draw ns/op against threads to FILE.png or FILE.svg")
+    add_output(p, "--plot", image=True, metavar="FILE", default=None,
+                   help="draw ns/op against threads to FILE.png or FILE.svg (checked before the run)")
 
 
 def default_pages(workload: str) -> int:
@@ -137,11 +139,9 @@ def _fmt_ns(x: float) -> str:
 
 
 def _console() -> Any:
-    from rich.console import Console
-
-    con = Console()
+    con = stdout_console()
     if not con.is_terminal:
-        con = Console(width=150)  # piped / captured: do not squeeze the tables to 80 columns
+        con = stdout_console(width=150)  # piped / captured: do not squeeze the tables to 80 columns
     return con
 
 

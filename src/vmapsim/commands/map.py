@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._args import CPUS_HELP, add_cpus, add_design, add_seed, nonneg_int, positive_int
+from ._output import add_output
 
 NAME = "map"
 HELP = "draw the vmalloc address space (busy, lazy, free, per-CPU blocks) as PNG/SVG"
@@ -228,7 +229,7 @@ def draw(k: Any, out: str, title: str = "", rows: int = 24) -> MapLayout:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", metavar="FILE", required=True, help="FILE.png or FILE.svg")
+    add_output(p, "--out", image=True, metavar="FILE", required=True, help="FILE.png or FILE.svg")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--trace", metavar="FILE", help="replay this trace first (see `vmapsim replay`)")
     src.add_argument("--vmallocinfo", metavar="FILE", help="rebuild this snapshot first")

@@ -20,7 +20,7 @@ from ..hw.cost import get_preset
 from ..hw.locks import is_lock_wait
 from ..sim.run import RunResult
 from ..sim.run import run as simulate
-from ._args import add_design
+from ._args import add_design, positive_float
 from .bench import add_common, cost_preset, default_pages, positive
 
 NAME = "profile"
@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive, default=8, help="threads, one per CPU (default 8)")
     add_common(p)
     p.add_argument("--top", type=positive, default=25, help="lines to list (default 25)")
-    p.add_argument("--tick", type=float, default=1000.0,
+    p.add_argument("--tick", type=positive_float, default=1000.0,
                    help="simulated ns per tick (default 1000: one tick per microsecond)")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
 

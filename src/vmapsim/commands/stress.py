@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test_vmalloc.sh presets: performance (sequential_test_order=1 "
                         "test_repeat_count=3), stress (nr_threads=CPUs test_repeat_count=20), "
                         "smoke (test_loop_count=10000 test_repeat_count=10)")
-    p.add_argument("--nr-threads", type=integer, default=None,
+    p.add_argument("--nr-threads", type=nonneg_int, default=None,
                    help="workers, one per simulated CPU (0 = 1; default 0)")
     p.add_argument("--test-loop-count", type=integer, default=None,
                    help=f"loops of each case (<= 0 means 1; default {tv.DEFAULT_TEST_LOOP_COUNT}, "

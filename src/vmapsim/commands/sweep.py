@@ -36,6 +36,7 @@ from ..hw.cost import PRESETS
 from ..sim import sweep as sw
 from ..sim.workload import WORKLOADS
 from ._args import design_list
+from ._output import add_output
 
 NAME = "sweep"
 HELP = "run a grid of bench cells (designs x threads x machines x workloads x seeds) in parallel"
@@ -51,7 +52,7 @@ def int_list(what: str, lo: int, hi: int | None) -> Any:
         for part in str(text).split(","):
             part = part.strip()
             if not part:
-                continue
+                raise argparse.ArgumentTypeError(f"{what}: {text!r} has an empty entry")
             a, sep, b = part.partition("-")
             try:
                 first, last = (int(a), int(b)) if sep else (int(part), int(part))
@@ -79,7 +80,7 @@ def choice_list(what: str, known: tuple[str, ...] | list[str]) -> Any:
         for part in str(text).split(","):
             part = part.strip()
             if not part:
-                continue
+                raise argparse.ArgumentTypeError(f"{what}: {text!r} has an empty entry")
             if part not in known:
                 raise argparse.ArgumentTypeError(f"{what}: unknown {part!r}; known: {', '.join(known)}")
             if part not in out:
@@ -96,7 +97,7 @@ def float_list(text: str) -> list[float]:
     for part in str(text).split(","):
         part = part.strip()
         if not part:
-            continue
+            raise argparse.ArgumentTypeError(f"other-ns: {text!r} has an empty entry")
         try:
             x = float(part)
         except ValueError:
@@ -219,7 +220,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grid", metavar="FILE.toml", default=None,
                    help="read the grid from a TOML file (see `pydoc vmapsim.commands.sweep`); "
                         "axis options given as well replace the file's")
-    p.add_argument("--out", metavar="FILE", default=None,
+    add_output(p, "--out", metavar="FILE", default=None,
                    help="write the rows to FILE as cells finish (default: stdout); rerunning with "
                         "the same FILE skips the cells already in it")
     p.add_argument("--json", action="store_true", help="JSON lines instead of CSV")
@@ -228,7 +229,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dask", metavar="ADDRESS", default=None,
                    help="run the cells on the Dask scheduler at ADDRESS (tcp://HOST:8786), or "
                         "'local' for a LocalCluster of -j workers on this machine")
-    p.add_argument("--plot", metavar="FILE", default=None,
+    add_output(p, "--plot", image=True, metavar="FILE", default=None,
                    help="ns/op against threads to FILE.png or FILE.svg: a line per design, a panel "
                         "per machine/workload, the spread over seeds as a band")
     p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from ._args import add_cpus, add_design, add_seed, nonneg_int
+from ._output import add_output
 
 NAME = "trace"
 HELP = "generate an ftrace-style kprobe trace of the model running a workload"
@@ -21,9 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_cpus(p)
     add_seed(p)
     add_design(p, "2.6.28", "the design to trace (one)")
-    p.add_argument("--out", metavar="FILE", help="write the trace here (default: standard output)")
-    p.add_argument("--kprobe-events", metavar="FILE", help="also write the probe definitions here")
-    p.add_argument("--vmallocinfo", metavar="FILE",
+    add_output(p, "--out", metavar="FILE", help="write the trace here (default: standard output)")
+    add_output(p, "--kprobe-events", metavar="FILE", help="also write the probe definitions here")
+    add_output(p, "--vmallocinfo", metavar="FILE",
                    help="also write the model's vmallocinfo after the run (modern format)")
 
 

@@ -437,6 +437,10 @@ class StressParams:
                 raise TypeError(f"{name} must be an int, not {type(v).__name__}")
         if self.run_test_mask < 0:
             raise ConfigError(f"run_test_mask must not be negative, got {self.run_test_mask}")
+        # the module clamps nr_threads to 1..USHRT_MAX; a negative count is refused, not guessed
+        for name in ("nr_threads", "nr_pages"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if not self.run_test_mask & ((1 << len(TEST_CASES)) - 1):
             raise ConfigError(f"run_test_mask={self.run_test_mask:#x} selects no test case: bits "
                               f"0..{len(TEST_CASES) - 1} select the {len(TEST_CASES)} cases")
