@@ -10,6 +10,7 @@ oracle's use-after-free error), never return data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -34,7 +35,10 @@ from vmapsim import (
     PAGE_SIZE,
     VM_IOREMAP,
     VM_MAP,
+    VM_VPAGES,
     BadAddressError,
+    BadPageError,
+    InvalidArgumentError,
     Kernel,
     Page,
     PageFault,
@@ -365,13 +369,15 @@ class VmapMachine(RuleBasedStateMachine):
     # -- rules: data --------------------------------------------------------------------
     @rule(a=allocs, off=st.one_of(st.integers(0, 2 * P), st.integers(0, 1 << 30)),
           data=st.binary(min_size=1, max_size=300))
-    def write(self, a: Alloc, off: int, data: bytes) -> None:
+    def write(self, a: Alloc, off: int, data: bytes, view: memoryview | None = None) -> None:
         if a.addr == 0 or self.live.get(a.addr) is not a or not a.mapped:
             return
         size = a.npages * P
         off %= size
+        if view is not None and len(data) > size - off:
+            return  # a view is written whole
         data = data[: size - off]
-        self.kern.write(a.addr + off, data)
+        self.kern.write(a.addr + off, data if view is None else view)
         pos = 0
         while pos < len(data):
             page = a.pages[(off + pos) // P]
@@ -477,6 +483,113 @@ class VmapMachine(RuleBasedStateMachine):
                 for addr in k.deferred_mappings():
                     vb = k.vmap_block_for(addr)
                     assert vb is not None and vb.free == 0, f"{addr:#x} survived outside a full block"
+
+    # -- rules: misuse, each refused with nothing changed -------------------------------------
+    def snap(self) -> tuple:
+        k = self.kern
+        return (k.nr_free_pages(), k.vmallocinfo(), k.stats, k.vmap_lazy_nr, dict(k.machine.pte),
+                [(va.va_start, va.va_end, va.flags) for va in k.vmap_areas()], len(k.warnings))
+
+    def refused_call(self, exc: type[BaseException], fn: Any, *args: Any, match: str | None = None) -> None:
+        before = self.snap()
+        with pytest.raises(exc, match=match):
+            fn(*args)
+        assert self.snap() == before, f"a refused {fn.__name__}() changed the model"
+
+    @rule(a=allocs, how=st.sampled_from(["vunmap", "free_vm_area"]))
+    def misuse_release_vmalloc_area(self, a: Alloc, how: str) -> None:
+        """vunmap()/free_vm_area() of an area whose pages vmalloc() allocated."""
+        if a.kind not in VMALLOCS or self.live.get(a.addr) is not a:
+            return
+        k = self.kern
+        if how == "vunmap":
+            self.refused_call(InvalidArgumentError, k.vunmap, a.addr, match="vfree")
+        else:
+            self.refused_call(InvalidArgumentError, k.free_vm_area, k.find_vm_area(a.addr), match="vfree")
+
+    @precondition(lambda self: bool(self.arrays))
+    @rule(i=st.integers(0, 99), how=st.sampled_from(["vfree", "vunmap", "free_vm_area"]))
+    def misuse_free_page_array(self, i: int, how: str) -> None:
+        """A caller's free of the page array of a large vmalloc() area."""
+        owner = sorted(self.arrays)[i % len(self.arrays)]
+        arr = self.arrays[owner][0]
+        k = self.kern
+        if how == "free_vm_area":
+            self.refused_call(BadAddressError, k.free_vm_area, k.find_vm_area(arr), match="page array")
+        else:
+            self.refused_call(BadAddressError, getattr(k, how), arr, match="page array")
+
+    @rule(i=st.integers(0, 99))
+    def misuse_free_mapped_page(self, i: int) -> None:
+        """free_page() of a caller's page a live vmap()/vm_map_ram()/map_vm_area() maps."""
+        busy = sorted(self.mapped_user_pages(), key=lambda p: p.pfn)
+        if busy:
+            self.refused_call(BadPageError, self.kern.free_page, busy[i % len(busy)], match="still mapped")
+
+    @precondition(booted)
+    @rule(flags=st.sampled_from([-1, 1 << 80, VM_VPAGES | VM_MAP, 0x8000 | VM_IOREMAP]),
+          how=st.sampled_from(["get_vm_area", "vmap"]))
+    def misuse_flags(self, flags: int, how: str) -> None:
+        k = self.kern
+        if flags >= 0 and flags & k.caller_vm_flags == flags:
+            return  # a caller's flag on this design (6.x: 0x10 is VM_DMA_COHERENT)
+        if how == "vmap":
+            pages = self.pick_pages(1, 0)
+            if pages is None:
+                return
+            self.refused_call(InvalidArgumentError, k.vmap, pages, 1, flags, match="flags")
+        else:
+            self.refused_call(InvalidArgumentError, k.get_vm_area, P, flags, match="flags")
+
+    @precondition(booted)
+    @rule(caller=st.sampled_from(["a b", "x\n0xffffc20000000000-0xffffc20000002000 8192 fake", "\x07"]))
+    def misuse_caller(self, caller: str) -> None:
+        self.refused_call(InvalidArgumentError, self.kern.get_vm_area_caller, P, VM_IOREMAP, caller, match="caller")
+
+    @precondition(booted)
+    @rule(foreign=st.sampled_from(["other kernel", "by hand"]), ram=st.booleans())
+    def misuse_foreign_pages(self, foreign: str, ram: bool) -> None:
+        k = self.kern
+        if foreign == "by hand":
+            page = Page(7, 0, "Normal")
+            page._count = 1
+        else:
+            other = Kernel(cpus=1, mem_pages=64, design=self.design)
+            got = other.alloc_page()
+            assert got is not None
+            page = got
+        mine = self.pick_pages(2, 0) or []
+        if ram and has_vm_map_ram(k):
+            self.refused_call(BadPageError, k.vm_map_ram, [*mine, page], len(mine) + 1, match="not a page of this")
+        else:
+            self.refused_call(BadPageError, k.vmap, [*mine, page], len(mine) + 1, match="not a page of this")
+        self.refused_call(BadPageError, k.free_page, page)
+
+    @precondition(booted)
+    @rule(what=st.sampled_from(["vmap None", "vmap dict", "align None", "vmalloc str", "write str"]))
+    def misuse_types(self, what: str) -> None:
+        k = self.kern
+        if what == "vmap None":
+            self.refused_call(TypeError, k.vmap, None, 1, match="pages")
+        elif what == "vmap dict":
+            self.refused_call(TypeError, k.vmap, {0: 1}, 1, match="pages")
+        elif what == "align None":
+            self.refused_call(TypeError, k.get_vm_area_node__, P, VM_IOREMAP, k.VMALLOC_START, k.VMALLOC_END,
+                         -1, GFP_KERNEL, "c", None, match="align")
+        elif what == "vmalloc str":
+            self.refused_call(TypeError, k.vmalloc, "4096", match="size")
+        else:
+            self.refused_call(TypeError, k.write, k.VMALLOC_START, "text", match="data")
+
+    @rule(a=allocs, off=st.integers(0, 2 * P), data=st.binary(min_size=4, max_size=64),
+          shape=st.sampled_from(["I", "2d"]))
+    def write_a_memoryview(self, a: Alloc, off: int, data: bytes, shape: str) -> None:
+        """write() of a memoryview whose items are not bytes, or a 2-D one: its bytes."""
+        if a.addr == 0 or self.live.get(a.addr) is not a or not a.mapped:
+            return
+        raw = data[: len(data) // 4 * 4]
+        view = memoryview(raw).cast("I") if shape == "I" else memoryview(raw).cast("B", (len(raw) // 4, 4))
+        self.write(a, off, raw, view)
 
     # -- invariants --------------------------------------------------------------------------
     @invariant()
