@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of stopping")
     add_design(p, default="6.1")
     add_cpus(p, None, CPUS_HELP + "; with --trace, the trace's, or --cpus if more")
-    p.add_argument("--block-pages", default="auto",
+    p.add_argument("--block-pages", default="auto", type=_block_pages,
                    help="vmap block size in pages: auto (the capture's, else Linux 6.1's 256), "
                         "model (the design's own default) or a power of two 128..1024")
     p.add_argument("--follow-purges", action=argparse.BooleanOptionalAction, default=None,
@@ -43,6 +43,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "area rounded down to 1 GiB, the captured kernel's own base)")
     p.add_argument("--no-vmallocinfo", action="store_true", help="do not print the model's vmallocinfo")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def _block_pages(text: str) -> int | str:
+    """``--block-pages``: auto, model, or a power of two 128..1024 (argparse type)."""
+    if text in ("auto", "model"):
+        return text
+    try:
+        n = integer(text)
+    except argparse.ArgumentTypeError:
+        n = 0
+    if not 128 <= n <= 1024 or n & (n - 1):
+        raise argparse.ArgumentTypeError(f"must be auto, model or a power of two in 128..1024, got {text!r}")
+    return n
 
 
 def _sibling(path: str, name: str) -> str | None:
@@ -68,20 +81,21 @@ def run(args: argparse.Namespace) -> int:
         return status
     except InputFormatError as e:
         print(f"vmapsim replay: {e}", file=sys.stderr)
-        print("(use --skip-bad to skip malformed lines)", file=sys.stderr)
+        if e.lineno and not args.skip_bad:
+            print("(use --skip-bad to skip malformed lines)", file=sys.stderr)
         return 1
     except VmapError as e:
         print(f"vmapsim replay: {e}", file=sys.stderr)
         return 1
 
 
-def _bad_lines(bad: list[Any], what: str) -> list[str]:
-    if not bad:
+def _bad_lines(bad: list[Any], what: str, total: int) -> list[str]:
+    if not total:
         return []
-    out = [f"skipped {len(bad)} malformed line(s) of {what}:"]
+    out = [f"skipped {total} malformed line(s) of {what}:"]
     out += [f"  {e}" for e in bad[:5]]
-    if len(bad) > 5:
-        out.append(f"  ... and {len(bad) - 5} more")
+    if total > 5:
+        out.append(f"  ... and {total - 5} more")
     return out
 
 
@@ -110,7 +124,8 @@ def _run_snapshot(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     if args.json:
         docs.append({"design": k.design, "file": snap.path, "format": snap.fmt, "hashed": snap.hashed,
                      "vmalloc_start": k.VMALLOC_START, "kernel_base": rep.kernel_base,
-                     "bad_lines": [str(e) for e in snap.bad], "rebuilt": len(rep.placed),
+                     "bad_lines": [str(e) for e in snap.bad],
+                     "bad_line_count": snap.bad_count, "rebuilt": len(rep.placed),
                      "not_modelled": dict(rep.skipped), "partly_modelled": dict(rep.notes),
                      "captured": captured, "model": model, "compare": cmp,
                      "vmallocinfo": None if args.no_vmallocinfo else text})
@@ -118,7 +133,7 @@ def _run_snapshot(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     print(f"vmapsim replay on design {k.design} ({_kernel_of(k.design)}): {snap.path}: "
           f"{len(snap.areas)} areas, {snap.fmt} format"
           + (", hashed addresses" if snap.hashed else "") + f"; rebuilt on design {k.design}")
-    for line in _bad_lines(snap.bad, snap.path) + rep.lines():
+    for line in _bad_lines(snap.bad, snap.path, snap.bad_count) + rep.lines():
         print(line)
     if not args.no_vmallocinfo:
         print("\nthe model's /proc/vmallocinfo:")
@@ -181,6 +196,7 @@ def _run_trace(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
         d = res.to_dict()
         d["trace"] = {"file": trace.path, "lines": trace.lines, "events": trace.events,
                       "forms": sorted(trace.forms), "bad_lines": [str(e) for e in trace.bad],
+                      "bad_line_count": trace.bad_count,
                       "lost_events": trace.lost_events, "unfinished_calls": trace.unfinished}
         d["before"], d["after_file"] = before_path, after_path
         if not args.no_vmallocinfo:
@@ -191,10 +207,10 @@ def _run_trace(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
           f"{trace.events} events ({', '.join(sorted(trace.forms)) or 'none'}), {trace.nr_cpus} CPUs")
     if before_path or after_path:
         print(f"snapshots: before={before_path or '-'} after={after_path or '-'}")
-    out = _bad_lines(trace.bad, trace.path)
+    out = _bad_lines(trace.bad, trace.path, trace.bad_count)
     for snap in (before, after):
         if snap is not None:
-            out += _bad_lines(snap.bad, snap.path)
+            out += _bad_lines(snap.bad, snap.path, snap.bad_count)
     if trace.lost_events:
         out.append(f"warning: the trace lost {trace.lost_events} events (ring buffer overrun)")
     if trace.unfinished:

@@ -58,7 +58,8 @@ KERNEL = "a kernel address (0x8000000000000000 and above)"
 
 def _value(p: Parser, n: int, line: str, event: str, name: str, v: int, ok: bool, expected: str) -> bool:
     if not ok:
-        p.error(n, f"{event} with {name}= {expected}", line, f"{name}={v:#x}" if v >= 0 else f"{name}={v}")
+        shown = f"{v:#x}" if v >= 0 and name not in ("count", "node") else str(v)  # as the probe prints it
+        p.error(n, f"{event} with {name}= {expected}", line, f"{name}={shown}")
     return ok
 
 

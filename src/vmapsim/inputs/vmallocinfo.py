@@ -213,9 +213,9 @@ def parse_vmallocinfo(lines: Iterable[str] | str | TextIO, path: str = "<vmalloc
         errors.sort(key=lambda e: e.lineno)
         if not skip_bad:
             raise errors[0]  # the reading pass raised at its first bad line already
-        for e in errors:
-            bad.add(e)
-        gone = {e.lineno for e in errors}
+        for err in errors:
+            bad.add(err)
+        gone = {err.lineno for err in errors}
         areas = [a for a in areas if a.lineno not in gone]
     forms = {a.form for a in areas if a.form}
     if hashed:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, VmapError
+from ..inputs.lines import INPUT_MEM_PAGES
 from ..mm import designs
 from ..mm.constants import GFP_KERNEL, PAGE_SIZE, VM_ALLOC, VMAP_MAX_ALLOC
 from ..mm.vmalloc import Kernel
@@ -50,6 +51,16 @@ from .trace import ALLOC, FLUSH, FREE, MAP_RAM, PURGE, UNMAP_ALIASES, UNMAP_RAM,
 
 #: Linux 6.1 x86_64 (Debian, NR_CPUS=8192): VMALLOC_SPACE / NR_CPUS / 16 = 256 pages.
 LINUX_61_BLOCK_PAGES = 256
+#: The pages a replay maps in all (the pages it gives allocations, and those of
+#: vm_map_ram calls), about 15 s of the host's time: past it, allocations are placed
+#: without their pages and large vm_map_ram calls are not replayed, each counted in
+#: the report, so no input makes a replay run without bound. The real captures map
+#: under 20,000.
+REPLAY_PAGE_BUDGET = 1 << 23
+#: The address space a replay's allocations may span in all, in pages (512 GiB): the
+#: model walks an area's range page by page when it unmaps it (about 40 ns a page),
+#: so an allocation past it is not replayed, and counted.
+REPLAY_VA_BUDGET = 1 << 27
 
 DECISION = "decision"
 FREE_RUN = "free-run"
@@ -173,9 +184,14 @@ class ReplayResult:
             out.append(f"initial population: {len(self.initial.placed)} areas rebuilt before the first event")
             out += ["  " + s for s in self.initial.lines()[1:]]
         what = "decisions" if self.mode == DECISION else "addresses"
-        out.append(f"address match ({what}): {self.matched}/{self.compared} = {100 * self.match_rate:.1f}% "
-                   f"(allocations {self.alloc_matched}/{self.alloc_compared}, vmap blocks "
-                   f"{self.block_matched}/{self.block_compared}, vm_map_ram {self.map_matched}/{self.map_compared})")
+        if self.compared:
+            out.append(f"address match ({what}): {self.matched}/{self.compared} = {100 * self.match_rate:.1f}% "
+                       f"(allocations {self.alloc_matched}/{self.alloc_compared}, vmap blocks "
+                       f"{self.block_matched}/{self.block_compared}, vm_map_ram {self.map_matched}/"
+                       f"{self.map_compared})")
+        else:
+            out.append(f"address match ({what}): nothing to compare (no allocation or vm_map_ram of the "
+                       f"trace was replayed)")
         for mode, (m, c) in self.rates.items():
             out.append(f"  {mode} mode: {m}/{c} = {100 * (m / c if c else 1.0):.1f}%")
         if self.mode == DECISION and self.placed_as_kernel:
@@ -188,7 +204,8 @@ class ReplayResult:
         if self.model_failed or self.kernel_failed:
             out.append(f"failures: model {self.model_failed} where the kernel succeeded; kernel {self.kernel_failed}")
         if self.kernel_block_pages or self.model_block_pages:
-            out.append(f"vmap block: kernel {self.kernel_block_pages} pages, model {self.model_block_pages} pages")
+            out.append(f"vmap block: kernel {self.kernel_block_pages or '-'} pages, model "
+                       f"{self.model_block_pages or '-'} pages")
         out.append(f"purges: kernel {self.kernel_purges}, model {self.model_purges}"
                    + (" (following the kernel's)" if self.following_purges else "")
                    + f"; global TLB flushes: kernel {self.kernel_flushes}, model {self.model_flushes}")
@@ -231,12 +248,13 @@ def _bits_kernel(trace: Trace, after: vi.Snapshot | None) -> int | None:
 
 def make_kernel(trace: Trace, design: str = "6.1", block_pages: int | str = "auto",
                 after: vi.Snapshot | None = None, **kw: Any) -> tuple[Kernel, int | None]:
-    """A Kernel for replaying ``trace``: the trace's CPUs, plenty of memory, its
-    VMALLOC_START, and vmap blocks of ``block_pages`` ("auto": the trace's, else Linux
-    6.1's 256; "model": the design's own default). Returns the kernel and the traced
-    block size."""
+    """A Kernel for replaying ``trace``: the trace's CPUs, the memory of a machine built
+    for an input (``INPUT_MEM_PAGES``: 2 GiB), its VMALLOC_START, and vmap blocks of
+    ``block_pages`` ("auto": the trace's, else Linux 6.1's 256; "model": the design's
+    own default). Returns the kernel and the traced block size. A block size the
+    design cannot have is a ConfigError naming the trace line (or option) it came from."""
     kbits = _bits_kernel(trace, after)
-    kw.setdefault("mem_pages", 1 << 22)  # page frames are created lazily: costs nothing
+    kw.setdefault("mem_pages", INPUT_MEM_PAGES)  # page frames are created lazily
     if "vmalloc_start" not in kw:
         start = vi.vmalloc_start_for(design, trace.vstart)
         if start is not None:
@@ -247,7 +265,17 @@ def make_kernel(trace: Trace, design: str = "6.1", block_pages: int | str = "aut
         want = (kbits or LINUX_61_BLOCK_PAGES) if block_pages == "auto" else int(block_pages)
         conf = cls.config_for(cpus, want)
         if conf is None:
-            raise ConfigError(f"block_pages must be a power of two in 128..1024, got {block_pages}")
+            bop = trace.block_op()
+            if block_pages != "auto":
+                raise ConfigError(f"block_pages must be auto, model or a power of two in 128..1024 "
+                                  f"(for {cpus} CPUs), got {block_pages}")
+            if bop is not None and bop.block is not None:
+                raise ConfigError(f"{trace.path}:{bop.block[2]}: the vmap block allocated here has {want} pages; "
+                                  f"design {design} has blocks of a power of two in 128..1024 pages "
+                                  f"(for {cpus} CPUs): choose one with --block-pages")
+            raise ConfigError(f"{after.path if after else trace.path}: the vmap blocks shown have {want} pages; "
+                              f"design {design} has blocks of a power of two in 128..1024 pages "
+                              f"(for {cpus} CPUs): choose one with --block-pages")
         for key, v in conf.items():
             kw.setdefault(key, v)
     return Kernel(cpus=cpus, design=design, **kw), kbits
@@ -325,6 +353,8 @@ class _Replayer:
         self.blocks: set[int] = set()
         self.pool = [p for p in (k.alloc_page() for _ in range(VMAP_MAX_ALLOC)) if p is not None]
         self.big_pool: list[Any] = []
+        self.budget = REPLAY_PAGE_BUDGET  # pages this replay may still map (see REPLAY_PAGE_BUDGET)
+        self.va_budget = REPLAY_VA_BUDGET  # address space its allocations may still span
         self.klazy = 0
         self.via_vmap = not k.has_vm_map_ram  # the design has no vm_map_ram: replay it as vmap()
         self.unmade: set[int] = set()  # kernel vm_map_ram addresses the model failed to map
@@ -464,6 +494,11 @@ class _Replayer:
         if size < 2 * PAGE_SIZE or size % PAGE_SIZE or align & (align - 1):
             res.skipped["allocation smaller than 2 pages or unaligned"] += 1
             return
+        if size // PAGE_SIZE > self.va_budget:
+            res.skipped[f"allocation past the replay's budget of {REPLAY_VA_BUDGET * PAGE_SIZE >> 30} GiB "
+                        f"of address space"] += 1
+            return
+        self.va_budget -= size // PAGE_SIZE
         vfreed, hint = self.hints.get(i, (False, None))
         caller = hint.caller if hint is not None else op.caller or "alloc_vmap_area"
         kern = None if op.start is None else op.start + self.delta
@@ -497,6 +532,14 @@ class _Replayer:
                 area.phys_addr = hint.phys
         npages = (hint.pages or 0) if hint is not None else (size // PAGE_SIZE - 1 if vfreed else 0)
         if npages and area.flags & VM_ALLOC:
+            if npages > self.budget:
+                res.notes[f"allocation placed without its pages (the replay's budget of "
+                          f"{REPLAY_PAGE_BUDGET:,} mapped pages is spent)"] += 1
+                return
+            if npages > k.nr_free_pages():
+                res.notes["allocation placed without its pages (more than the model's free memory)"] += 1
+                return
+            self.budget -= npages
             counts: dict[int, int] = {}
             for node, n in (hint.nodes if hint is not None and hint.nodes else {-1: npages}).items():
                 node = node if node < k.machine.mem.nodes else -1
@@ -532,6 +575,12 @@ class _Replayer:
         count = op.a
         node = op.b if 0 <= op.b < k.machine.mem.nodes else -1
         pool = self.pool
+        if count > len(pool) and count - len(self.big_pool) > k.nr_free_pages():
+            res.skipped["vm_map_ram larger than the model's memory"] += 1
+            return
+        if count > self.budget:
+            res.skipped[f"vm_map_ram past the replay's budget of {REPLAY_PAGE_BUDGET:,} mapped pages"] += 1
+            return
         if count > len(pool):
             while len(self.big_pool) < count:
                 p = k.alloc_page()
@@ -542,6 +591,7 @@ class _Replayer:
         if count > len(pool):
             res.skipped["vm_map_ram larger than the model's memory"] += 1
             return
+        self.budget -= count
         kblock = None
         if op.block is not None:
             self.blocks.add(op.block[0])
@@ -659,7 +709,7 @@ def replay_trace(trace: Trace, design: str = "6.1", before: vi.Snapshot | None =
     purges0, flushes0 = k.purges, k.stats["tlb_flushes"]
     r = _Replayer(k, trace, res, kbase, _hints(trace, after), follow, decide)
     if init:
-        res.initial = vi.rebuild(k, init, kernel_base=kbase, hashed=False)
+        res.initial = vi.rebuild(k, init, kernel_base=kbase, hashed=False, path=before.path if before else "")
         by_line = {a.lineno: a for a in init}
         for line, maddr in res.initial.placed.items():
             a = by_line[line]

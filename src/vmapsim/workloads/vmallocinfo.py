@@ -189,7 +189,7 @@ def _layout_hashed(snap: Snapshot, base: int, block: int) -> dict[int, int]:
 
 
 def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = None,
-            hashed: bool | None = None, cpu: int = 0) -> RebuildReport:
+            hashed: bool | None = None, cpu: int = 0, path: str = "") -> RebuildReport:
     """Recreate the areas of a snapshot on ``k`` (which may already hold areas).
 
     Real addresses are rebased from ``kernel_base`` (default: the lowest area rounded
@@ -199,7 +199,9 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
     vm_structs with ``place_vm_area`` (their pages from their node, ``N<n>=``, with
     ``populate_vm_area``), ``unpurged vm_area`` lines with ``place_lazy_area``,
     ``vm_map_ram`` lines with ``place_vmap_block`` (a full block holding one live page:
-    vmallocinfo does not say how full a block is).
+    vmallocinfo does not say how full a block is). Memory is checked first: a ConfigError
+    names the line (of ``path``, or the snapshot's file) whose area passes the model's
+    free pages, and nothing is placed.
     """
     areas = snap.areas if isinstance(snap, Snapshot) else list(snap)
     if hashed is None:
@@ -224,7 +226,7 @@ def rebuild(k: Kernel, snap: Snapshot | list[Area], kernel_base: int | None = No
     plan: list[tuple[int, Area]] = []
     need = 0
     free = k.nr_free_pages()
-    path = snap.path if isinstance(snap, Snapshot) else ""
+    path = snap.path if isinstance(snap, Snapshot) else path
     for a in areas:
         addr = where[a.lineno]
         reason = None
