@@ -27,9 +27,10 @@ MAX_BAD = 20
 MAX_CPUS = 1024
 MAX_NODES = 1024
 #: The largest memory the readers give the machine they build for an input (a
-#: snapshot's rebuild, a trace's replay): 2 GiB of page frames. A frame the model
-#: touches costs about 330 bytes of the host's memory, so this stays under 200 MB.
-INPUT_MEM_PAGES = 1 << 19
+#: snapshot's rebuild, a trace's replay): 1 GiB of page frames, ``Kernel()``'s
+#: default. A frame the model allocates and maps costs 300-800 bytes of the host's
+#: memory, so even a machine filled to the last page stays under 300 MB.
+INPUT_MEM_PAGES = 1 << 18
 #: Values the kernel prints are C longs: 0..2**64-1.
 U64 = (1 << 64) - 1
 #: Where kernel addresses start: the upper half of the address space, on every

@@ -52,15 +52,15 @@ from .trace import ALLOC, FLUSH, FREE, MAP_RAM, PURGE, UNMAP_ALIASES, UNMAP_RAM,
 #: Linux 6.1 x86_64 (Debian, NR_CPUS=8192): VMALLOC_SPACE / NR_CPUS / 16 = 256 pages.
 LINUX_61_BLOCK_PAGES = 256
 #: The pages a replay maps in all (the pages it gives allocations, and those of
-#: vm_map_ram calls), about 15 s of the host's time: past it, allocations are placed
-#: without their pages and large vm_map_ram calls are not replayed, each counted in
+#: vm_map_ram calls; 8 GiB, about 5 s of the host's time): past it, allocations are
+#: placed without their pages and vm_map_ram calls are not replayed, each counted in
 #: the report, so no input makes a replay run without bound. The real captures map
 #: under 20,000.
-REPLAY_PAGE_BUDGET = 1 << 23
-#: The address space a replay's allocations may span in all, in pages (512 GiB): the
+REPLAY_PAGE_BUDGET = 1 << 21
+#: The address space a replay's allocations may span in all, in pages (256 GiB): the
 #: model walks an area's range page by page when it unmaps it (about 40 ns a page),
 #: so an allocation past it is not replayed, and counted.
-REPLAY_VA_BUDGET = 1 << 27
+REPLAY_VA_BUDGET = 1 << 26
 
 DECISION = "decision"
 FREE_RUN = "free-run"
