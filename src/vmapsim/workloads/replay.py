@@ -249,7 +249,7 @@ def _bits_kernel(trace: Trace, after: vi.Snapshot | None) -> int | None:
 def make_kernel(trace: Trace, design: str = "6.1", block_pages: int | str = "auto",
                 after: vi.Snapshot | None = None, **kw: Any) -> tuple[Kernel, int | None]:
     """A Kernel for replaying ``trace``: the trace's CPUs, the memory of a machine built
-    for an input (``INPUT_MEM_PAGES``: 2 GiB), its VMALLOC_START, and vmap blocks of
+    for an input (``INPUT_MEM_PAGES``: 1 GiB), its VMALLOC_START, and vmap blocks of
     ``block_pages`` ("auto": the trace's, else Linux 6.1's 256; "model": the design's
     own default). Returns the kernel and the traced block size. A block size the
     design cannot have is a ConfigError naming the trace line (or option) it came from."""
