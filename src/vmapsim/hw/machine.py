@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from ..errors import ConfigError, PageFault
 from .cost import CostModel, topology_tables
@@ -234,7 +234,11 @@ class Machine:
         prot = self.pte_prot
         pop = pte.pop
         cleared = 0
-        for a in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT):
+        first, last = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+        vpns: Iterable[int] = range(first, last)
+        if last - first > len(pte):  # a huge range, mostly unmapped: walk the present PTEs
+            vpns = [a for a in pte if first <= a < last]
+        for a in vpns:
             if pop(a, None) is not None:
                 cleared += 1
                 if prot:

@@ -596,8 +596,9 @@ class Kernel:
         for node, n in sorted(pages_per_node.items()):
             for _ in range(n):
                 page = self._alloc_page(node, GFP_KERNEL)
-                if page is not None:
-                    pages.append(page)
+                if page is None:
+                    break  # out of memory on this node: no retry per page
+                pages.append(page)
         area.pages = pages
         area.nr_pages = len(pages)
         self._vm_pages.add(area.addr)
@@ -1047,8 +1048,14 @@ class Kernel:
         self.machine.flush_tlb_all(cpu, "flush_tlb_kernel_range")
 
     def _drop_live(self, start: int, end: int) -> None:
-        pop = self._live.pop
-        for vpn in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT):
+        live = self._live
+        pop = live.pop
+        first, last = start >> PAGE_SHIFT, end >> PAGE_SHIFT
+        if last - first > len(live):  # a huge range, mostly unmapped: walk the live pages
+            for vpn in [v for v in live if first <= v < last]:
+                del live[vpn]
+            return
+        for vpn in range(first, last):
             pop(vpn, None)
 
     def alloc_vm_area(self, size: int) -> vm_struct | None:
