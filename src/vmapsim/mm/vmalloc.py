@@ -192,7 +192,7 @@ _good_callers: set[str] = set()
 def _check_caller(who: str, caller: object) -> str:
     """A caller symbol as %pS prints it (``sym+0xoff/0xsize``): a str of printable
     characters without white space, so it stays one field of its vmallocinfo line."""
-    if caller in _good_callers:
+    if caller.__class__ is str and caller in _good_callers:
         return caller  # type: ignore[return-value]
     if not isinstance(caller, str):
         raise TypeError(f"{who}: caller must be a str (a symbol), not {type(caller).__name__}")
@@ -703,6 +703,8 @@ class Kernel:
 
     def _check_flags(self, who: str, flags: object, allowed: int) -> int:
         """vm_struct flags a caller may pass: an int made of the bits in ``allowed``."""
+        if flags.__class__ is int and not flags & ~allowed:  # (a negative int has bits above)
+            return flags
         if flags.__class__ is not int:
             _check_int(who, "flags", flags)  # TypeError; an int subclass (not bool) passes
         f: int = flags  # type: ignore[assignment]
@@ -1232,7 +1234,8 @@ class Kernel:
                        caller: str) -> int | None:
         """__vmalloc_node()."""
         _check_size("vmalloc", size)
-        _check_caller("__vmalloc_node", caller)
+        if caller.__class__ is not str or caller not in _good_callers:
+            _check_caller("__vmalloc_node", caller)
         if gfp_mask.__class__ is not int or prot.__class__ is not int:
             _check_int("__vmalloc_node", "gfp_mask", gfp_mask)
             _check_int("__vmalloc_node", "prot", prot)
