@@ -11,7 +11,7 @@ from vmapsim.cli import main
 
 RESULT_KEYS = {"design", "threads", "cpus", "pages", "ns_per_op", "p99_ns", "ipis_per_op",
                "ipis_received_per_op", "flushes", "purges", "lock_wait_per_op", "wall_seconds",
-               "sim_ops_per_sec", "seed_ns_per_op", "deviation"}
+               "sim_ops_per_sec", "published_ns_per_op", "deviation"}
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
@@ -21,15 +21,17 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
 
 def test_bench_json_default_cells(capsys: pytest.CaptureFixture[str]) -> None:
     out = run_json(capsys, "bench", "--ops", "12", "--json")
-    assert set(out) == {"results", "wall_seconds"} and out["wall_seconds"] > 0
+    assert set(out) == {"vmapsim_version", "command", "parameters", "results", "wall_seconds"}
+    assert out["command"] == "bench" and out["wall_seconds"] > 0
+    assert out["parameters"]["design"] == ["2.6.27", "2.6.28"] and out["parameters"]["cost"] == "opteron-2008"
     cells = [(r["design"], r["threads"]) for r in out["results"]]
     assert cells == [(d, t) for d in ("2.6.27", "2.6.28") for t in (1, 2, 4, 8)]
     for r in out["results"]:
         assert RESULT_KEYS <= set(r)
         assert r["cpus"] == 8 and r["pages"] == 4 and r["ops_per_thread"] == 12
         assert r["ns_per_op"] > 0 and r["p99_ns"] >= 0
-        assert r["seed_ns_per_op"] is not None
-        assert r["deviation"] == pytest.approx(r["ns_per_op"] / r["seed_ns_per_op"] - 1)
+        assert r["published_ns_per_op"] is not None
+        assert r["deviation"] == pytest.approx(r["ns_per_op"] / r["published_ns_per_op"] - 1)
     legacy = {r["threads"]: r for r in out["results"] if r["design"] == "2.6.27"}
     assert legacy[4]["ipis_per_op"] == pytest.approx(7.0)
 
@@ -37,11 +39,11 @@ def test_bench_json_default_cells(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bench_cpus_follow_threads(capsys: pytest.CaptureFixture[str]) -> None:
     out = run_json(capsys, "bench", "--design", "rewrite", "--threads", "1,16", "--ops", "5", "--json")
     assert [(r["threads"], r["cpus"]) for r in out["results"]] == [(1, 8), (16, 16)]
-    assert all(r["seed_ns_per_op"] is None or r["threads"] == 1 for r in out["results"])
+    assert all(r["published_ns_per_op"] is None or r["threads"] == 1 for r in out["results"])
     out = run_json(capsys, "bench", "--design", "legacy", "--threads", "2", "--cpus", "4",
                    "--pages", "2", "--ops", "5", "--json")
     (r,) = out["results"]
-    assert (r["cpus"], r["pages"], r["seed_ns_per_op"]) == (4, 2, None)
+    assert (r["cpus"], r["pages"], r["published_ns_per_op"]) == (4, 2, None)
     assert r["ipis_per_op"] == pytest.approx(3.0)
 
 
@@ -80,7 +82,11 @@ def test_bench_rejects_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: P
 
 
 def test_profile_json_schema_and_order(capsys: pytest.CaptureFixture[str]) -> None:
-    out = run_json(capsys, "profile", "--design", "legacy", "--threads", "8", "--ops", "40", "--json")
+    doc = run_json(capsys, "profile", "--design", "legacy", "--threads", "8", "--ops", "40", "--json",
+                   "--top", "1000")
+    assert doc["command"] == "profile" and doc["parameters"]["top"] == 1000
+    (out,) = doc["results"]
+    assert out["entries_all"] == len(out["entries"]) and out["other_ns"] == 0
     assert {"design", "workload", "threads", "total_ns", "entries"} <= set(out)
     assert (out["design"], out["workload"], out["threads"]) == ("2.6.27", "maptouch", 8)
     ns = [e["ns"] for e in out["entries"]]

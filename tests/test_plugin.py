@@ -77,7 +77,7 @@ def test_bench_computes_its_cells(toy: type[Kernel], capsys: pytest.CaptureFixtu
     for t in (1, 2):
         toy_cell = cells[("toy-9.9", t)]
         assert toy_cell["ops"] == 300 * t and toy_cell["ns_per_op"] > 0
-        assert toy_cell["seed_ns_per_op"] is None  # the seed never measured a toy
+        assert toy_cell["published_ns_per_op"] is None  # the seed never measured a toy
         # 300 ops of 4 pages stay under 2.6.28's lazy limit, not under the toy's
         assert cells[("2.6.28", t)]["purges"] == 0 < toy_cell["purges"]
     rc, out = run_cli(capsys, "bench", "--design", "toy", "--threads", "1", "--ops", "100")
@@ -87,7 +87,7 @@ def test_bench_computes_its_cells(toy: type[Kernel], capsys: pytest.CaptureFixtu
 def test_profile_of_the_toy(toy: type[Kernel], capsys: pytest.CaptureFixture[str]) -> None:
     rc, out = run_cli(capsys, "profile", "--design", "toy", "--threads", "2", "--ops", "300", "--json")
     assert rc == 0
-    prof = json.loads(out)
+    (prof,) = json.loads(out)["results"]
     assert prof["design"] == "toy-9.9" and prof["ops"] == 600 and prof["total_ns"] > 0
     functions = {e["function"] for e in prof["entries"]}
     assert {"vmap_page_range", "bitmap_find_free_region", "touch"} <= functions

@@ -9,7 +9,6 @@ a prediction.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from ..sim.workload import WORKLOADS
 from ._args import PRESET_CPUS_HELP, add_design, add_seed
 from ._args import positive_int as positive
 from ._output import add_output, stdout_console
+from ._result import add_formats, parameters, print_json, print_table, show_progress, write_csv
 
 NAME = "bench"
 HELP = "the seed's benchmark table: ns per map+touch+unmap on N simulated CPUs, both designs"
@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=parse_threads, default=[1, 2, 4, 8],
                    help="comma-separated thread counts, 1..1024 (default 1,2,4,8)")
     add_common(p)
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_formats(p, "the per-cell results")
     add_output(p, "--plot", image=True, metavar="FILE", default=None,
                    help="draw ns/op against threads to FILE.png or FILE.svg (checked before the run)")
 
@@ -116,7 +116,7 @@ def run_cells(designs: list[str], threads: list[int], args: argparse.Namespace,
     console = Console(stderr=True)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=console, transient=True, disable=quiet) as progress:
+                  console=console, transient=True, disable=quiet or not show_progress(args)) as progress:
         task = progress.add_task("simulating", total=len(cells))
         for d, t in cells:
             progress.update(task, description=f"{d}, {t} thread{'s' if t > 1 else ''}")
@@ -129,7 +129,7 @@ def run_cells(designs: list[str], threads: list[int], args: argparse.Namespace,
 def result_json(r: RunResult, seed_cpus: int) -> dict[str, Any]:
     d = r.as_json()
     s = seed_figure(r, seed_cpus)
-    d["seed_ns_per_op"] = s
+    d["published_ns_per_op"] = s  # the seed's table (or a preset's published cell), not --seed
     d["deviation"] = None if s is None else r.ns_per_op / s - 1.0
     return d
 
@@ -139,15 +139,35 @@ def _fmt_ns(x: float) -> str:
 
 
 def _console() -> Any:
+    import os
+
     con = stdout_console()
-    if not con.is_terminal:
+    if not con.is_terminal and not os.environ.get("COLUMNS"):
         con = stdout_console(width=150)  # piped / captured: do not squeeze the tables to 80 columns
     return con
 
 
+class _Rows:
+    """A table's columns and rows, printed by :func:`._result.print_table` (split to fit
+    the terminal rather than cut a number)."""
+
+    def __init__(self) -> None:
+        self.columns: list[tuple[str, str]] = []
+        self.rows: list[tuple[list[str], bool]] = []
+
+    def add_column(self, header: str, justify: str = "left") -> None:
+        self.columns.append((header, justify))
+
+    def add_row(self, *cells: str, end_section: bool = False) -> None:
+        self.rows.append((list(cells), end_section))
+
+    def print(self, con: Any, keep: int = 1) -> None:
+        print_table(con, self.columns, self.rows, keep=keep)
+
+
 def print_tables(results: list[RunResult], designs: list[str], threads: list[int],
                  seed_cpus: int, wall: float) -> None:
-    from rich.table import Table
+    from ._result import ascii_only
 
     con = _console()
     by = {(r.design, r.threads): r for r in results}
@@ -156,9 +176,9 @@ def print_tables(results: list[RunResult], designs: list[str], threads: list[int
 
     per_us = getattr(load(r0.workload), "UNIT", "ns") == "us"  # the unit its published figures use
     fmt_op = (lambda x: f"{x / 1000:.3f}") if per_us else _fmt_ns
-    con.print(f"simulated {'µs' if per_us else 'ns'} per operation: {r0.workload}, {r0.pages} pages, "
+    con.print(f"simulated {('us' if ascii_only(con) else 'µs') if per_us else 'ns'} per operation: {r0.workload}, {r0.pages} pages, "
               f"cost preset {r0.cost}")
-    t = Table()
+    t = _Rows()
     t.add_column("")
     for n in threads:
         t.add_column(f"{n} thr" + (f" / {by[(designs[0], n)].cpus} cpu" if by[(designs[0], n)].cpus != seed_cpus else ""),
@@ -192,7 +212,7 @@ def print_tables(results: list[RunResult], designs: list[str], threads: list[int
             seed_sp.append("-" if a is None or b is None else f"{a / b:.1f}x")
         if any(x != "-" for x in seed_sp):
             t.add_row(f"{d} speedup ({'seed' if r0.workload == 'maptouch' else 'published'})", *seed_sp)
-    con.print(t)
+    t.print(con)
     if any(seed_figure(r, seed_cpus) is not None for r in results):
         con.print("The one-thread cells are fitted (vmapsim.sim.fit); every other cell is a prediction.")
     elif r0.workload == "xfsdir" and len(designs) > 1:
@@ -205,7 +225,7 @@ def print_tables(results: list[RunResult], designs: list[str], threads: list[int
                           f"(prediction); the seed reported {xfsdir.SEED_SPEEDUP:.0f}x for 2.6.28 over "
                           f"2.6.27 on a 64-CPU machine")
     con.print("per cell:")
-    dt = Table()
+    dt = _Rows()
     for col in ("design", "thr", "cpus", "ops/thr", "ns/op", "p99 ns", "IPI sent/op", "IPI recv/op",
                 "flushes", "purges", "lock wait/op", "wall s", "sim ops/s"):
         dt.add_column(col, justify="left" if col == "design" else "right")
@@ -214,7 +234,7 @@ def print_tables(results: list[RunResult], designs: list[str], threads: list[int
                    _fmt_ns(r.p99_ns), f"{r.ipis_per_op:.3g}", f"{r.ipis_received_per_op:.3g}",
                    str(r.flushes), str(r.purges), _fmt_ns(r.lock_wait_per_op), f"{r.wall_seconds:.2f}",
                    f"{r.sim_ops_per_sec:,.0f}")
-    con.print(dt)
+    dt.print(con, keep=2)
     total_ops = sum(r.ops for r in results)
     con.print(f"simulator: {total_ops:,} operations in {wall:.1f} s wall-clock "
               f"({total_ops / wall if wall else 0:,.0f} simulated ops/s)")
@@ -279,9 +299,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"vmapsim bench: {e}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps({"results": [result_json(r, seed_cpus) for r in results],
-                          "wall_seconds": wall}, indent=2))
+    if args.json or args.csv:
+        cells = [result_json(r, seed_cpus) for r in results]
+        if args.json:
+            print_json(NAME, parameters(args, cost=cost_preset(args), plot=args.plot), cells, wall)
+        else:
+            write_csv(list(cells[0]) if cells else [], cells)
     else:
         print_tables(results, designs, args.threads, seed_cpus, wall)
         if args.plot:

@@ -12,8 +12,9 @@ sender: ICR writes and the wait for every acknowledgement),
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import time
+from typing import Any
 
 from ..errors import ConfigError
 from ..hw.cost import get_preset
@@ -21,6 +22,7 @@ from ..hw.locks import is_lock_wait
 from ..sim.run import RunResult
 from ..sim.run import run as simulate
 from ._args import add_design, positive_float
+from ._result import add_formats, parameters, print_json, progress, write_csv
 from .bench import add_common, cost_preset, default_pages, positive
 
 NAME = "profile"
@@ -34,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=positive, default=25, help="lines to list (default 25)")
     p.add_argument("--tick", type=positive_float, default=1000.0,
                    help="simulated ns per tick (default 1000: one tick per microsecond)")
-    p.add_argument("--json", action="store_true", help="print the profile as JSON")
+    add_formats(p, "the listed entries (design, function, ns, ticks, share)")
 
 
 def entries(r: RunResult | dict[str, float]) -> tuple[float, list[dict[str, float | str]]]:
@@ -51,30 +53,47 @@ def run(args: argparse.Namespace) -> int:
         print("vmapsim profile: --tick must be positive", file=sys.stderr)
         return 2
     results = []
+    t0 = time.perf_counter()
     try:
         if args.cpus is not None and args.cpus < args.threads:
             raise ConfigError(f"--cpus {args.cpus} is fewer than --threads {args.threads}")
-        for design in args.design:
-            results.append(simulate(design, args.threads, cpus=args.cpus,
-                                    pages=args.pages or default_pages(args.workload), ops=args.ops,
-                                    cost=get_preset(cost_preset(args)), seed=args.seed,
-                                    workload=args.workload))
+        with progress(args, "profiling", len(args.design)) as bar:
+            for design in args.design:
+                bar.describe(f"profiling {design}")
+                results.append(simulate(design, args.threads, cpus=args.cpus,
+                                        pages=args.pages or default_pages(args.workload), ops=args.ops,
+                                        cost=get_preset(cost_preset(args)), seed=args.seed,
+                                        workload=args.workload))
+                bar.advance()
     except ConfigError as e:
         print(f"vmapsim profile: {e}", file=sys.stderr)
         return 2
-    if args.json:
-        out = []
-        for r in results:
-            total, rows = entries(r)
-            out.append({"design": r.design, "workload": r.workload, "threads": r.threads,
-                        "cpus": r.cpus, "ops": r.ops, "total_ns": total, "entries": rows})
-        print(json.dumps(out[0] if len(out) == 1 else {"profiles": out}, indent=2))
+    wall = time.perf_counter() - t0
+    if args.json or args.csv:
+        out = [profile_json(r, args.tick, args.top) for r in results]
+        if args.json:
+            print_json(NAME, parameters(args, cost=cost_preset(args)), out, wall)
+        else:
+            write_csv(("design", "function", "ns", "ticks", "share"),
+                      ({"design": d["design"], **e} for d in out for e in d["entries"]))
         return 0
     for i, r in enumerate(results):
         if i:
             print()
         print_profile(r, args)
     return 0
+
+
+def profile_json(r: RunResult, tick: float, top: int) -> dict[str, Any]:
+    """One design's profile: the run's figures, and its first ``top`` entries (the rest
+    summed as ``other_ns``)."""
+    total, rows = entries(r)
+    shown = [{**row, "ticks": float(row["ns"]) / tick} for row in rows[:top]]
+    return {"design": r.design, "workload": r.workload, "threads": r.threads, "cpus": r.cpus,
+            "pages": r.pages, "ops_per_thread": r.ops_per_thread, "ops": r.ops, "cost": r.cost,
+            "seed": r.seed, "tick_ns": tick, "total_ns": total, "total_ticks": total / tick,
+            "entries_all": len(rows), "other_ns": sum(float(x["ns"]) for x in rows[top:]),
+            "entries": shown}
 
 
 def print_profile(r: RunResult, args: argparse.Namespace) -> None:
