@@ -118,7 +118,7 @@ class _NoProgress:
         pass
 
     def print(self, text: str) -> None:
-        print(text)
+        print(text, flush=True)
 
 
 class _Progress:
@@ -132,10 +132,11 @@ class _Progress:
         self._p.update(self._task, description=text)
 
     def print(self, text: str) -> None:
-        """A line on stdout above the live display."""
-        self._p.console.file.flush()
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        """A line of the standard output, above the live display when both are the terminal."""
+        if sys.stdout.isatty():
+            self._p.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, flush=True)
 
 
 @contextlib.contextmanager

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from typing import Any
 
 from ..errors import ConfigError
 from ..hw.cost import PRESETS, get_preset
 from ..workloads import test_vmalloc as tv
 from ._args import PRESET_CPUS_HELP, add_design, add_seed, integer, nonneg_int, positive_int
+from ._result import add_formats, parameters, print_json, progress, write_csv
 
 NAME = "stress"
 HELP = "the kernel's test_vmalloc suite (lib/test_vmalloc.c) on simulated CPUs"
@@ -78,6 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "spend most of their time in it)")
     p.add_argument("--profile", type=positive_int, default=None, metavar="N",
                    help="also print the run's profile (readprofile columns, N lines)")
+    add_formats(p, "the Summary lines (design, worker, test, passed, failed, ..., avg_usec)")
     p.add_argument("--setup-div", type=positive_int, default=tv.DEFAULT_SETUP_DIV,
                    help="model option: divide the set-up sizes of full_fit_alloc_test "
                         "(fls(cpus)*8192 pairs) and long_busy_list_alloc_test (15000 areas) "
@@ -143,29 +147,75 @@ def run(args: argparse.Namespace) -> int:
         print(f"vmapsim stress: {e}", file=sys.stderr)
         return 2
     status = 0
+    docs: list[dict] = []
+    t0 = time.perf_counter()
+    params = parameters(args, **{k: v for k, v in vars(params_from_args(args).normalised()).items()})
     for design in args.design:
-        status = max(status, run_one(args, design))
+        status = max(status, run_one(args, design, docs))
+    if args.json and docs:
+        print_json(NAME, params, docs, time.perf_counter() - t0)
+    elif args.csv and docs:
+        write_csv(CSV_FIELDS, ({"design": d["design"], "worker": w["worker"], **c}
+                               for d in docs for w in d["workers"] for c in w["cases"]))
     return status
 
 
-def run_one(args: argparse.Namespace, design: str) -> int:
+#: --csv's columns: one row per Summary line
+CSV_FIELDS = ("design", "worker", "test", "passed", "failed", "expected_failures", "repeat", "loops",
+              "avg_usec")
+
+
+def result_json(result: tv.StressResult) -> dict[str, Any]:
+    """One design's run: the module's figures per worker and case, the model's notes."""
+    p = result.params
+    workers = []
+    for w in result.workers:
+        cases = [{"test": tv.TEST_CASES[i].name, "passed": w.data[i].passed, "failed": w.data[i].failed,
+                  "expected_failures": w.data[i].expected_failures, "repeat": p.test_repeat_count,
+                  "loops": p.test_loop_count, "avg_usec": w.data[i].time_us,
+                  "reasons": list(w.data[i].reasons), "expected_reasons": list(w.data[i].expected_reasons)}
+                 for i in result.selected() if i not in result.skipped]
+        workers.append({"worker": w.index, "cpu": w.cpu_id, "cycles": result.cycles(w),
+                        "oops": w.oops or None, "cases": cases})
+    return {"design": result.design, "cpus": result.cpus, "cost": result.cost, "ghz": result.ghz,
+            "seed": result.seed, "module_params": dict(vars(p)),
+            "skipped": [{"test": tv.TEST_CASES[i].name, "reason": why} for i, why in sorted(result.skipped.items())],
+            "workers": workers, "failed": result.failed, "makespan_ns": result.makespan_ns,
+            "wall_seconds": result.wall_seconds}
+
+
+def run_one(args: argparse.Namespace, design: str, docs: list[dict[str, Any]] | None = None) -> int:
+    text = not (args.json or args.csv)
     try:
         params = params_from_args(args)
-        result = tv.run(params, design=design, cpus=args.cpus, cost=args.cost,
-                        seed=args.seed, mem_pages=args.mem_pages,
-                        vmalloc_size=args.vmalloc_size, check=args.check)
+        p = params.normalised()
+        model = get_preset(args.cost)
+        cpus = args.cpus if args.cpus is not None else max(p.nr_threads, model.sockets * model.cores_per_socket)
+        if text:
+            print(f"# vmapsim stress: {design}, {p.nr_threads} worker(s) on {cpus} CPUs, "
+                  f"cost {model.name} ({model.ghz} GHz), seed {args.seed}, "
+                  f"run_test_mask={p.run_test_mask:#x} sequential_test_order={p.sequential_test_order} "
+                  f"test_repeat_count={p.test_repeat_count} test_loop_count={p.test_loop_count} "
+                  f"nr_pages={p.nr_pages} setup_div={p.setup_div}", flush=True)
+        total = p.nr_threads * sum(1 for i in range(len(tv.TEST_CASES)) if p.run_test_mask >> i & 1)
+        with progress(args, f"stress {design}", total) as bar:
+            def on_line(line: str) -> None:  # each Summary line as its case finishes
+                if line.startswith("Summary:"):
+                    bar.advance()
+                if text:
+                    bar.print(line)
+
+            result = tv.run(params, design=design, cpus=args.cpus, cost=args.cost,
+                            seed=args.seed, mem_pages=args.mem_pages,
+                            vmalloc_size=args.vmalloc_size, check=args.check, on_line=on_line)
     except ConfigError as e:
         print(f"vmapsim stress: {e}", file=sys.stderr)
         return 2
-    p = result.params
-    print(f"# vmapsim stress: {result.design}, {p.nr_threads} worker(s) on {result.cpus} CPUs, "
-          f"cost {result.cost} ({result.ghz} GHz), seed {result.seed}, "
-          f"run_test_mask={p.run_test_mask:#x} sequential_test_order={p.sequential_test_order} "
-          f"test_repeat_count={p.test_repeat_count} test_loop_count={p.test_loop_count} "
-          f"nr_pages={p.nr_pages} setup_div={p.setup_div}")
+    if not text:
+        if docs is not None:
+            docs.append(result_json(result))
+        return 1 if result.failed else 0
     for line in result.skip_lines():
-        print(line)
-    for line in result.lines():
         print(line)
     for line in result.failure_lines():
         print(line)

@@ -103,7 +103,7 @@ class Worker:
     """One ``vmalloc_test/<i>`` kthread: its CPU, its RNG and its results."""
 
     __slots__ = ("index", "k", "cpu_id", "params", "rng", "data", "start", "stop", "reason",
-                 "expected", "oops", "order", "check_each")
+                 "expected", "oops", "order", "check_each", "on_line", "ghz")
 
     MAX_REASONS = 5
 
@@ -125,6 +125,9 @@ class Worker:
         self.order: list[int] = []
         #: run ``k.check()`` after every case (else only at the end of the run)
         self.check_each = True
+        #: called with each line the module prints, the moment it is due (``run(on_line=)``)
+        self.on_line: Callable[[str], None] | None = None
+        self.ghz = 1.0
 
     def fail(self, reason: str, expected: bool = False) -> int:
         """Record why the running case fails; the case's return value (-1)."""
@@ -515,11 +518,8 @@ class StressResult:
             for i in self.selected():
                 if i in self.skipped:
                     continue
-                d = w.data[i]
-                out.append(f"Summary: {TEST_CASES[i].name} passed: {d.passed} failed: {d.failed} "
-                           f"repeat: {p.test_repeat_count} loops: {p.test_loop_count} "
-                           f"avg: {d.time_us} usec")
-            out.append(f"All test took worker{w.index}={self.cycles(w)} cycles")
+                out.append(summary_line(i, w.data[i], p))
+            out.append(cycles_line(w.index, self.cycles(w)))
         return out
 
     def skip_lines(self) -> list[str]:
@@ -545,6 +545,16 @@ class StressResult:
             if w.oops:
                 out.append(f"FAILED: worker{w.index} stopped: {w.oops}")
         return out
+
+
+def summary_line(index: int, d: CaseResult, p: StressParams) -> str:
+    """The module's ``Summary:`` line of one case of one worker."""
+    return (f"Summary: {TEST_CASES[index].name} passed: {d.passed} failed: {d.failed} "
+            f"repeat: {p.test_repeat_count} loops: {p.test_loop_count} avg: {d.time_us} usec")
+
+
+def cycles_line(worker: int, cycles: int) -> str:
+    return f"All test took worker{worker}={cycles} cycles"
 
 
 def _run_case(w: Worker, index: int) -> Iterator[None]:
@@ -584,6 +594,8 @@ def _run_case(w: Worker, index: int) -> Iterator[None]:
         w.oops = f"{case.name}: {reason}"
     # ktime_us_delta() / test_repeat_count, both integer
     d.time_us = int((cpu.clock - kt) // 1000) // repeat
+    if w.on_line is not None:  # as the case finishes, in simulated-time order across workers
+        w.on_line(summary_line(index, d, w.params))
 
 
 def _worker(w: Worker, skipped: dict[int, str]) -> Iterator[None]:
@@ -592,13 +604,20 @@ def _worker(w: Worker, skipped: dict[int, str]) -> Iterator[None]:
     cpu = k.machine.cpus[w.cpu_id]
     mask = w.params.run_test_mask
     w.start = cpu.clock
+    ran: set[int] = set()
     for index in w.order:
         if not mask >> index & 1 or index in skipped:
             continue
+        ran.add(index)
         yield from _run_case(w, index)
         if w.oops:
             break
     w.stop = cpu.clock
+    if w.on_line is not None:
+        for index in range(len(TEST_CASES)):  # the cases an oops kept from running: zeros
+            if mask >> index & 1 and index not in skipped and index not in ran:
+                w.on_line(summary_line(index, w.data[index], w.params))
+        w.on_line(cycles_line(w.index, int((w.stop - w.start) * w.ghz)))
 
 
 def default_mem_pages(params: StressParams, cpus: int) -> int:
@@ -617,11 +636,13 @@ def run(
     mem_pages: int | None = None,
     vmalloc_size: int | None = None,
     check: str = "case",
+    on_line: Callable[[str], None] | None = None,
 ) -> StressResult:
     """Run the module on a fresh kernel: worker i on CPU i of a ``cpus``-CPU machine
     (default: the preset's machine, or ``nr_threads`` CPUs if more). ``check``: "case"
     runs ``k.check()`` after every case (an O(state) walk each), "end" once after the
-    run, "none" never."""
+    run, "none" never. ``on_line`` is called with each Summary and cycles line as its case
+    or worker finishes (the same lines :meth:`StressResult.lines` gives in its order)."""
     if check not in ("case", "end", "none"):
         raise ConfigError(f"check must be case, end or none, got {check!r}")
     import time
@@ -654,6 +675,8 @@ def run(
     for i in range(p.nr_threads):
         w = Worker(i, k, i, p, random.Random(rng.random()))
         w.check_each = check == "case"
+        w.on_line = on_line
+        w.ghz = model.ghz
         w.order = list(range(len(TEST_CASES)))
         if not p.sequential_test_order:
             shuffle_array(w.order, w.rng)
@@ -663,7 +686,7 @@ def run(
     for c in m.cpus:
         m.sync(c)
         c.clock = t0
-        c.prof = {}
+        c.clear_profile()
     wall0 = time.perf_counter()
     m.timed = True
     try:
