@@ -260,3 +260,21 @@ def test_argument_types_name_the_argument(kernel: Kernel) -> None:
     if k.has_vm_map_ram:
         refused(k, TypeError, k.vm_map_ram, None, 1, match="pages must be a list")
     refused(k, TypeError, k.vfree, "0x1000", match="address")
+
+
+def test_remove_vm_area_of_a_vmalloc_area_is_refused(kernel: Kernel) -> None:
+    # remove_vm_area() leaves the pages to its caller: for vmalloc()'s own pages that is a
+    # leak for good, so the model refuses it as it refuses vunmap(); a get_vm_area() area
+    # (no pages) is the caller's to remove
+    k = kernel
+    a = k.vmalloc(3 * PAGE_SIZE)
+    assert a is not None
+    free, info = k.nr_free_pages(), k.vmallocinfo()
+    with pytest.raises(InvalidArgumentError, match=r"remove_vm_area\(.*vfree"):
+        k.remove_vm_area(a)
+    assert (k.nr_free_pages(), k.vmallocinfo()) == (free, info)
+    k.check()
+    area = k.get_vm_area(2 * PAGE_SIZE, VM_IOREMAP)
+    assert area is not None and k.remove_vm_area(area.addr) is area
+    k.vfree(a)
+    k.check()

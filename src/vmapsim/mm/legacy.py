@@ -103,30 +103,35 @@ class Legacy(VmlistKernel, design=INFO):
     def get_vm_area_node__(self, size: int, flags: int, start: int, end: int, node: int,
                            gfp_mask: int, caller: str, align: int = 1) -> vm_struct | None:
         """__get_vm_area_node(): first fit on vmlist under write_lock(&vmlist_lock)."""
-        req = self._vm_area_request(size, flags, align)
-        if req is None:
-            return None
-        size, align = req
-        m = self.machine
-        cpu = self._cpu
-        mask = align - 1
-        addr = (start + mask) & ~mask
-        lock = self.vmlist_lock
-        lock.write_lock(cpu)
-        addr, visited, ok = self._first_fit(addr, size, mask, end)
-        m.mem_access(cpu, "__get_vm_area_node", visited)
-        if not ok:
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "__get_vm_area_node")
+        try:
+            req = self._vm_area_request(size, flags, align)
+            if req is None:
+                return None
+            size, align = req
+            m = self.machine
+            cpu = self._cpu
+            mask = align - 1
+            addr = (start + mask) & ~mask
+            lock = self.vmlist_lock
+            lock.write_lock(cpu)
+            addr, visited, ok = self._first_fit(addr, size, mask, end)
+            m.mem_access(cpu, "__get_vm_area_node", visited)
+            if not ok:
+                lock.write_unlock(cpu)
+                m.charge(cpu, "kfree", self.cost.kmalloc)
+                if m.printk_ratelimit(cpu):  # 2.6.27 rate-limits it as 2.6.28 does
+                    m.warn(ALLOC_FAILED_MSG)
+                return None
+            area = vm_struct(addr, size, flags, caller)
+            self.vmlist_link(area)  # the walk above found the place: not charged twice
+            if self._freed:
+                self._freed.discard(addr)
             lock.write_unlock(cpu)
-            m.charge(cpu, "kfree", self.cost.kmalloc)
-            if m.printk_ratelimit(cpu):  # 2.6.27 rate-limits it as 2.6.28 does
-                m.warn(ALLOC_FAILED_MSG)
-            return None
-        area = vm_struct(addr, size, flags, caller)
-        self.vmlist_link(area)  # the walk above found the place: not charged twice
-        if self._freed:
-            self._freed.discard(addr)
-        lock.write_unlock(cpu)
-        return area
+            return area
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def _first_fit(self, addr: int, size: int, mask: int, end: int) -> tuple[int, int, bool]:
         """2.6.27's vmlist walk from the head: the address it ends with, the nodes it
@@ -232,27 +237,32 @@ class Legacy(VmlistKernel, design=INFO):
             self.vmlist_lock.write_unlock(cpu)
         return addr
 
-    def remove_vm_area(self, addr: int) -> vm_struct | None:
+    def remove_vm_area_(self, addr: int) -> vm_struct | None:
         """remove_vm_area(): walk, unmap, GLOBAL FLUSH, unlink, all under the write lock."""
-        m = self.machine
-        cpu = self._cpu
-        lock = self.vmlist_lock
-        lock.write_lock(cpu)
-        i = self._index_of(addr)
-        m.mem_access(cpu, "remove_vm_area", i + 1 if i >= 0 else len(self._vmlist))
-        if i < 0:
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "remove_vm_area")
+        try:
+            m = self.machine
+            cpu = self._cpu
+            lock = self.vmlist_lock
+            lock.write_lock(cpu)
+            i = self._index_of(addr)
+            m.mem_access(cpu, "remove_vm_area", i + 1 if i >= 0 else len(self._vmlist))
+            if i < 0:
+                lock.write_unlock(cpu)
+                return None
+            area = self._vmlist[i]
+            # unmap_vm_area(): unmap_kernel_range(addr, area->size) -- the guard page
+            # included -- which ends in flush_tlb_kernel_range(), i.e. flush_tlb_all() on
+            # x86: a local flush plus an IPI to every other CPU, waiting for all of them.
+            self.unmap_kernel_range(area.addr, area.size)
+            self.vmlist_unlink(area)
+            area.size -= PAGE_SIZE  # Remove the guard page.
+            self._freed.add(addr)
             lock.write_unlock(cpu)
-            return None
-        area = self._vmlist[i]
-        # unmap_vm_area(): unmap_kernel_range(addr, area->size) -- the guard page
-        # included -- which ends in flush_tlb_kernel_range(), i.e. flush_tlb_all() on
-        # x86: a local flush plus an IPI to every other CPU, waiting for all of them.
-        self.unmap_kernel_range(area.addr, area.size)
-        self.vmlist_unlink(area)
-        area.size -= PAGE_SIZE  # Remove the guard page.
-        self._freed.add(addr)
-        lock.write_unlock(cpu)
-        return area
+            return area
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def _was_freed(self, addr: int) -> bool:
         return addr in self._freed

@@ -380,42 +380,47 @@ class Linux61(Kernel, design=INFO):
                         gfp_mask: int = GFP_KERNEL) -> vmap_area | None:
         """6.1's alloc_vmap_area(): the lowest fit in the free tree, inserted busy; on
         failure one synchronous purge and a retry, then the kernel's message and None."""
-        if not size or size & (PAGE_SIZE - 1) or align < 1 or align & (align - 1):
-            raise InvalidArgumentError(f"kernel BUG at mm/vmalloc.c: alloc_vmap_area(size={size:#x}, align={align:#x})")
-        m = self.machine
-        cpu = self._cpu
-        if self.tracer is not None:
-            self.trace("alloc", size=size, align=align, vstart=vstart, vend=vend)
-        m.charge(cpu, "kmem_cache_alloc_node", self.cost.kmalloc)
-        free = self.free_vmap_area_root
-        lock = self.free_vmap_area_lock
-        purged = False
-        while True:
-            self.preload_this_cpu_lock(lock, gfp_mask, node)
-            if self.placement_hook is None:
-                addr = kva.alloc_vmap_area__(free, size, align, vstart, vend, self._take_spare)
-            else:
-                addr = self._alloc_placed(size, align, vstart, vend)
-            self._charge_walk(free, "__alloc_vmap_area")
-            lock.unlock(cpu)
-            if addr != vend:
-                break
-            if not purged:
-                self.purge_vmap_area_lazy()
-                purged = True
-                continue
-            # the vmap_notify_list chain: no notifier is modelled, so nothing is freed
-            if self.machine.printk_ratelimit(cpu):
-                m.warn(f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size")
-            m.charge(cpu, "kmem_cache_free", self.cost.kmalloc)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "alloc_vmap_area")
+        try:
+            if not size or size & (PAGE_SIZE - 1) or align < 1 or align & (align - 1):
+                raise InvalidArgumentError(f"kernel BUG at mm/vmalloc.c: alloc_vmap_area(size={size:#x}, align={align:#x})")
+            m = self.machine
+            cpu = self._cpu
             if self.tracer is not None:
-                self.trace("alloc_ret", va_start=0, va_end=0)
-            return None
-        va = vmap_area(addr, addr + size)
-        self._insert_busy(va)
-        if self.tracer is not None:
-            self.trace("alloc_ret", va_start=va.va_start, va_end=va.va_end)
-        return va
+                self.trace("alloc", size=size, align=align, vstart=vstart, vend=vend)
+            m.charge(cpu, "kmem_cache_alloc_node", self.cost.kmalloc)
+            free = self.free_vmap_area_root
+            lock = self.free_vmap_area_lock
+            purged = False
+            while True:
+                self.preload_this_cpu_lock(lock, gfp_mask, node)
+                if self.placement_hook is None:
+                    addr = kva.alloc_vmap_area__(free, size, align, vstart, vend, self._take_spare)
+                else:
+                    addr = self._alloc_placed(size, align, vstart, vend)
+                self._charge_walk(free, "__alloc_vmap_area")
+                lock.unlock(cpu)
+                if addr != vend:
+                    break
+                if not purged:
+                    self.purge_vmap_area_lazy()
+                    purged = True
+                    continue
+                # the vmap_notify_list chain: no notifier is modelled, so nothing is freed
+                if self.machine.printk_ratelimit(cpu):
+                    m.warn(f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size")
+                m.charge(cpu, "kmem_cache_free", self.cost.kmalloc)
+                if self.tracer is not None:
+                    self.trace("alloc_ret", va_start=0, va_end=0)
+                return None
+            va = vmap_area(addr, addr + size)
+            self._insert_busy(va)
+            if self.tracer is not None:
+                self.trace("alloc_ret", va_start=va.va_start, va_end=va.va_end)
+            return va
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def _alloc_placed(self, size: int, align: int, vstart: int, vend: int) -> int:
         """__alloc_vmap_area() under the replay's ``placement_hook``: the walk finds the
@@ -490,23 +495,28 @@ class Linux61(Kernel, design=INFO):
     # -- lazy freeing ---------------------------------------------------------------------------
     def free_vmap_area_noflush(self, va: vmap_area) -> None:
         """Move ``va`` from the busy tree to the lazy tree; queue a drain past the limit."""
-        cpu = self._cpu
-        if self.tracer is not None:
-            self.trace("free_noflush", va_start=va.va_start, va_end=va.va_end)
-        self._unlink_busy(va)
-        self.vmap_lazy_nr += (va.va_end - va.va_start) >> PAGE_SHIFT
-        nr_lazy = self.vmap_lazy_nr
-        va.vm = None
-        va.private = None
-        lock = self.purge_vmap_area_lock
-        lock.lock(cpu)
-        kva.merge_or_add_vmap_area(va, self.purge_vmap_area_root)
-        self._charge_walk(self.purge_vmap_area_root, "merge_or_add_vmap_area")
-        lock.unlock(cpu)
-        if nr_lazy > self.lazy_max_pages() and not self.drain_pending:
-            # schedule_work() of a work already pending does nothing
-            self.drain_pending = True
-            self.schedule_work("drain_vmap_area_work", self.drain_vmap_area_work)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "free_vmap_area_noflush")
+        try:
+            cpu = self._cpu
+            if self.tracer is not None:
+                self.trace("free_noflush", va_start=va.va_start, va_end=va.va_end)
+            self._unlink_busy(va)
+            self.vmap_lazy_nr += (va.va_end - va.va_start) >> PAGE_SHIFT
+            nr_lazy = self.vmap_lazy_nr
+            va.vm = None
+            va.private = None
+            lock = self.purge_vmap_area_lock
+            lock.lock(cpu)
+            kva.merge_or_add_vmap_area(va, self.purge_vmap_area_root)
+            self._charge_walk(self.purge_vmap_area_root, "merge_or_add_vmap_area")
+            lock.unlock(cpu)
+            if nr_lazy > self.lazy_max_pages() and not self.drain_pending:
+                # schedule_work() of a work already pending does nothing
+                self.drain_pending = True
+                self.schedule_work("drain_vmap_area_work", self.drain_vmap_area_work)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def free_unmap_vmap_area(self, va: vmap_area) -> None:
         """Clear the PTEs now (flush_cache_vunmap is a no-op on x86), flush lazily."""
@@ -517,14 +527,19 @@ class Linux61(Kernel, design=INFO):
         """The drain worker: purge once, then again while vmap_lazy_nr > lazy_max_pages()
         (a do-while: it purges even if a purge since the queueing took the count below the
         limit; no fragmented blocks purged here)."""
-        cpu = self._cpu
-        self.drain_pending = False
-        while True:
-            self.vmap_purge_lock.lock(cpu)
-            purged = self.purge_vmap_area_lazy__(ULONG_MAX, 0)
-            self.vmap_purge_lock.unlock(cpu)
-            if not purged or self.vmap_lazy_nr <= self.lazy_max_pages():
-                break
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "drain_vmap_area_work")
+        try:
+            cpu = self._cpu
+            self.drain_pending = False
+            while True:
+                self.vmap_purge_lock.lock(cpu)
+                purged = self.purge_vmap_area_lazy__(ULONG_MAX, 0)
+                self.vmap_purge_lock.unlock(cpu)
+                if not purged or self.vmap_lazy_nr <= self.lazy_max_pages():
+                    break
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def flush_tlb_kernel_range(self, start: int, end: int) -> None:
         """x86: INVLPG per page on every CPU up to 33 pages, else a full flush."""
@@ -536,39 +551,44 @@ class Linux61(Kernel, design=INFO):
     def purge_vmap_area_lazy__(self, start: int, end: int) -> bool:
         """__purge_vmap_area_lazy(): one flush over the lowest-to-highest lazy span, the
         areas back into the free tree in ascending order; False if nothing was lazy."""
-        m = self.machine
-        cpu = self._cpu
-        if self.tracer is not None:
-            self.trace("purge", start=start, end=end)
-        lock = self.purge_vmap_area_lock
-        lock.lock(cpu)
-        purge = self.purge_vmap_area_root
-        local = list(purge)
-        self.purge_vmap_area_root = vmap_tree()  # WRITE_ONCE(root.rb_node, NULL); list_replace_init
-        lock.unlock(cpu)
-        if not local:
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "__purge_vmap_area_lazy")
+        try:
+            m = self.machine
+            cpu = self._cpu
             if self.tracer is not None:
-                self.trace("purge_ret", ret=0)
-            return False
-        start = min(start, local[0].va_start)
-        end = max(end, local[-1].va_end)
-        self.flush_tlb_kernel_range(start, end)
-        free = self.free_vmap_area_root
-        flock = self.free_vmap_area_lock
-        flock.lock(cpu)
-        for va in local:
-            nr = (va.va_end - va.va_start) >> PAGE_SHIFT
-            va.rb_parent = va.rb_left = va.rb_right = None
-            va.list_prev = va.list_next = va
-            kva.merge_or_add_vmap_area_augment(va, free)
-            self.vmap_lazy_nr -= nr
-        self._charge_walk(free, "merge_or_add_vmap_area_augment")
-        m.mem_access(cpu, "__purge_vmap_area_lazy", len(local))
-        flock.unlock(cpu)
-        self.purges += 1
-        if self.tracer is not None:
-            self.trace("purge_ret", ret=1)
-        return True
+                self.trace("purge", start=start, end=end)
+            lock = self.purge_vmap_area_lock
+            lock.lock(cpu)
+            purge = self.purge_vmap_area_root
+            local = list(purge)
+            self.purge_vmap_area_root = vmap_tree()  # WRITE_ONCE(root.rb_node, NULL); list_replace_init
+            lock.unlock(cpu)
+            if not local:
+                if self.tracer is not None:
+                    self.trace("purge_ret", ret=0)
+                return False
+            start = min(start, local[0].va_start)
+            end = max(end, local[-1].va_end)
+            self.flush_tlb_kernel_range(start, end)
+            free = self.free_vmap_area_root
+            flock = self.free_vmap_area_lock
+            flock.lock(cpu)
+            for va in local:
+                nr = (va.va_end - va.va_start) >> PAGE_SHIFT
+                va.rb_parent = va.rb_left = va.rb_right = None
+                va.list_prev = va.list_next = va
+                kva.merge_or_add_vmap_area_augment(va, free)
+                self.vmap_lazy_nr -= nr
+            self._charge_walk(free, "merge_or_add_vmap_area_augment")
+            m.mem_access(cpu, "__purge_vmap_area_lazy", len(local))
+            flock.unlock(cpu)
+            self.purges += 1
+            if self.tracer is not None:
+                self.trace("purge_ret", ret=1)
+            return True
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def purge_vmap_area_lazy(self) -> None:
         """The synchronous purge of the allocation overflow path."""
@@ -589,26 +609,31 @@ class Linux61(Kernel, design=INFO):
                            gfp_mask: int, caller: str, align: int = 1) -> vm_struct | None:
         """6.1's __get_vm_area_node(): ioremap alignment up to x86_64's PUD_SHIFT, the
         guard page at the end unless VM_NO_GUARD, ``va->vm`` instead of a vmlist."""
-        if size.__class__ is not int or align.__class__ is not int or size < 0 or align < 1 or align & (align - 1):
-            self._check_request("__get_vm_area_node", size, align)
-        size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
-        if not size:
-            return None
-        if flags & VM_IOREMAP:
-            order = min(max(get_count_order_long(size), PAGE_SHIFT), IOREMAP_MAX_ORDER_X86_64)
-            align = 1 << order
-        m = self.machine
-        cpu = self._cpu
-        m.charge(cpu, "kmalloc", self.cost.kmalloc)  # kzalloc_node(sizeof(*area))
-        if not flags & VM_NO_GUARD:
-            size += PAGE_SIZE
-        va = self.alloc_vmap_area(size, align, start, end, node, gfp_mask)
-        if va is None:
-            m.charge(cpu, "kfree", self.cost.kmalloc)
-            return None
-        area = vm_struct(va.va_start, va.va_end - va.va_start, flags, caller)
-        self.setup_vmalloc_vm(va, area)
-        return area
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "__get_vm_area_node")
+        try:
+            if size.__class__ is not int or align.__class__ is not int or size < 0 or align < 1 or align & (align - 1):
+                self._check_request("__get_vm_area_node", size, align)
+            size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+            if not size:
+                return None
+            if flags & VM_IOREMAP:
+                order = min(max(get_count_order_long(size), PAGE_SHIFT), IOREMAP_MAX_ORDER_X86_64)
+                align = 1 << order
+            m = self.machine
+            cpu = self._cpu
+            m.charge(cpu, "kmalloc", self.cost.kmalloc)  # kzalloc_node(sizeof(*area))
+            if not flags & VM_NO_GUARD:
+                size += PAGE_SIZE
+            va = self.alloc_vmap_area(size, align, start, end, node, gfp_mask)
+            if va is None:
+                m.charge(cpu, "kfree", self.cost.kmalloc)
+                return None
+            area = vm_struct(va.va_start, va.va_end - va.va_start, flags, caller)
+            self.setup_vmalloc_vm(va, area)
+            return area
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def setup_vmalloc_vm(self, va: vmap_area, vm: vm_struct) -> None:
         """``va->vm = vm`` under vmap_area_lock (6.1: the area is already busy)."""
@@ -628,22 +653,27 @@ class Linux61(Kernel, design=INFO):
         va = self.find_vmap_area(addr)
         return None if va is None else va.vm
 
-    def remove_vm_area(self, addr: int) -> vm_struct | None:
+    def remove_vm_area_(self, addr: int) -> vm_struct | None:
         """Take the vm_struct off its area and free the area lazily; the vm_struct or None."""
-        cpu = self._cpu
-        self.vmap_area_lock.lock(cpu)
-        va = kva.find_vmap_area__(addr, self.vmap_area_root)
-        self._charge_walk(self.vmap_area_root, "remove_vm_area")
-        vm = va.vm if va is not None else None
-        if vm is None or vm.addr != addr:
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "remove_vm_area")
+        try:
+            cpu = self._cpu
+            self.vmap_area_lock.lock(cpu)
+            va = kva.find_vmap_area__(addr, self.vmap_area_root)
+            self._charge_walk(self.vmap_area_root, "remove_vm_area")
+            vm = va.vm if va is not None else None
+            if vm is None or vm.addr != addr:
+                self.vmap_area_lock.unlock(cpu)
+                return None
+            assert va is not None
+            va.vm = None
             self.vmap_area_lock.unlock(cpu)
-            return None
-        assert va is not None
-        va.vm = None
-        self.vmap_area_lock.unlock(cpu)
-        self._drop_live(va.va_start, va.va_end)
-        self.free_unmap_vmap_area(va)
-        return vm
+            self._drop_live(va.va_start, va.va_end)
+            self.free_unmap_vmap_area(va)
+            return vm
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vm_areas(self) -> Iterable[vm_struct]:
         return sorted((va.vm for va in self._busy_areas() if va.vm is not None), key=lambda v: v.addr)
@@ -813,26 +843,31 @@ class Linux61(Kernel, design=INFO):
     def new_vmap_block(self, order: int, vstart: int | None = None) -> int | None:
         """A new block for this CPU with its first 2**order pages taken; their address.
         ``vstart`` (the model's, for placing a snapshot's block): search from there."""
-        m = self.machine
-        cpu = self._cpu
-        m.charge(cpu, "kmalloc_node", self.cost.kmalloc)
-        va = self.alloc_vmap_area(self.VMAP_BLOCK_SIZE, self.VMAP_BLOCK_SIZE,
-                                  self.VMALLOC_START if vstart is None else vstart,
-                                  self.VMALLOC_END, cpu.node)
-        if va is None:
-            m.charge(cpu, "kfree", self.cost.kmalloc)
-            return None
-        bits = self.VMAP_BBMAP_BITS
-        vb = vmap_block(SpinLock(m, "vmap_block.lock"), va, bits, cpu.id)
-        vb.free = bits - (1 << order)
-        va.private = vb
-        self.vmap_blocks[self.addr_to_vb_idx(va.va_start)] = vb  # xa_insert
-        vbq = self.vmap_block_queue[cpu.id]
-        vbq.lock.lock(cpu)
-        vbq.free.append(vb)  # list_add_tail_rcu
-        vb.on_free_list = True
-        vbq.lock.unlock(cpu)
-        return va.va_start
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "new_vmap_block")
+        try:
+            m = self.machine
+            cpu = self._cpu
+            m.charge(cpu, "kmalloc_node", self.cost.kmalloc)
+            va = self.alloc_vmap_area(self.VMAP_BLOCK_SIZE, self.VMAP_BLOCK_SIZE,
+                                      self.VMALLOC_START if vstart is None else vstart,
+                                      self.VMALLOC_END, cpu.node)
+            if va is None:
+                m.charge(cpu, "kfree", self.cost.kmalloc)
+                return None
+            bits = self.VMAP_BBMAP_BITS
+            vb = vmap_block(SpinLock(m, "vmap_block.lock"), va, bits, cpu.id)
+            vb.free = bits - (1 << order)
+            va.private = vb
+            self.vmap_blocks[self.addr_to_vb_idx(va.va_start)] = vb  # xa_insert
+            vbq = self.vmap_block_queue[cpu.id]
+            vbq.lock.lock(cpu)
+            vbq.free.append(vb)  # list_add_tail_rcu
+            vb.on_free_list = True
+            vbq.lock.unlock(cpu)
+            return va.va_start
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def free_vmap_block(self, vb: vmap_block) -> None:
         tmp = self.vmap_blocks.pop(self.addr_to_vb_idx(vb.va.va_start))
@@ -870,52 +905,62 @@ class Linux61(Kernel, design=INFO):
     def vb_alloc(self, count: int) -> int | None:
         """2**order pages (order = get_order(count pages)) from this CPU's blocks: the
         first block on its free list with room, a bump pointer inside it."""
-        cpu = self._cpu
-        order = (count - 1).bit_length()
-        n = 1 << order
-        bits = self.VMAP_BBMAP_BITS
-        vbq = self.vmap_block_queue[cpu.id]
-        walked = 0
-        for vb in vbq.free:
-            walked += 1
-            lk = vb.lock
-            lk.lock(cpu)
-            if vb.free < n:
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vb_alloc")
+        try:
+            cpu = self._cpu
+            order = (count - 1).bit_length()
+            n = 1 << order
+            bits = self.VMAP_BBMAP_BITS
+            vbq = self.vmap_block_queue[cpu.id]
+            walked = 0
+            for vb in vbq.free:
+                walked += 1
+                lk = vb.lock
+                lk.lock(cpu)
+                if vb.free < n:
+                    lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
+                    continue
+                pages_off = bits - vb.free
+                vb.free -= n
+                if not vb.free:
+                    vbq.lock.lock(cpu)
+                    vbq.free.remove(vb)
+                    vb.on_free_list = False
+                    vbq.lock.unlock(cpu)
                 lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
-                continue
-            pages_off = bits - vb.free
-            vb.free -= n
-            if not vb.free:
-                vbq.lock.lock(cpu)
-                vbq.free.remove(vb)
-                vb.on_free_list = False
-                vbq.lock.unlock(cpu)
-            lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
-            if walked > 1:
-                self.machine.mem_access(cpu, "vb_alloc", walked - 1)
-            return vb.va.va_start + (pages_off << PAGE_SHIFT)
-        if walked:
-            self.machine.mem_access(cpu, "vb_alloc", walked)
-        return self.new_vmap_block(order)
+                if walked > 1:
+                    self.machine.mem_access(cpu, "vb_alloc", walked - 1)
+                return vb.va.va_start + (pages_off << PAGE_SHIFT)
+            if walked:
+                self.machine.mem_access(cpu, "vb_alloc", walked)
+            return self.new_vmap_block(order)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vb_free(self, addr: int, count: int) -> None:
-        cpu = self._cpu
-        n = 1 << (count - 1).bit_length()
-        offset = (addr & (self.VMAP_BLOCK_SIZE - 1)) >> PAGE_SHIFT
-        vb = self.vmap_blocks[self.addr_to_vb_idx(addr)]  # xa_load
-        self.machine.clear_ptes(cpu, "vunmap_range_noflush", addr, addr + (count << PAGE_SHIFT))
-        lk = vb.lock
-        lk.lock(cpu)
-        if offset < vb.dirty_min:
-            vb.dirty_min = offset
-        if offset + n > vb.dirty_max:
-            vb.dirty_max = offset + n
-        vb.dirty += n
-        vb.unflushed += n
-        lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
-        if vb.dirty == self.VMAP_BBMAP_BITS:
-            assert not vb.free, "BUG_ON(vb->free)"
-            self.free_vmap_block(vb)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vb_free")
+        try:
+            cpu = self._cpu
+            n = 1 << (count - 1).bit_length()
+            offset = (addr & (self.VMAP_BLOCK_SIZE - 1)) >> PAGE_SHIFT
+            vb = self.vmap_blocks[self.addr_to_vb_idx(addr)]  # xa_load
+            self.machine.clear_ptes(cpu, "vunmap_range_noflush", addr, addr + (count << PAGE_SHIFT))
+            lk = vb.lock
+            lk.lock(cpu)
+            if offset < vb.dirty_min:
+                vb.dirty_min = offset
+            if offset + n > vb.dirty_max:
+                vb.dirty_max = offset + n
+            vb.dirty += n
+            vb.unflushed += n
+            lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
+            if vb.dirty == self.VMAP_BBMAP_BITS:
+                assert not vb.free, "BUG_ON(vb->free)"
+                self.free_vmap_block(vb)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vm_map_ram(self, pages: Sequence[Page], count: int, node: int = -1,
                    prot: int = PAGE_KERNEL) -> int | None:
@@ -925,34 +970,39 @@ class Linux61(Kernel, design=INFO):
             self._check_node("vm_map_ram", node)
         if prot != PAGE_KERNEL:
             _check_int("vm_map_ram", "prot", prot)
-        pages = pages[:count]
-        tracing = self.tracer is not None
-        if tracing:
-            self.trace("map_ram", count=count, node=node)
-        if count <= VMAP_MAX_ALLOC:
-            addr = self.vb_alloc(count)
-        else:
-            va = self.alloc_vmap_area(count << PAGE_SHIFT, PAGE_SIZE, self.VMALLOC_START,
-                                      self.VMALLOC_END, node)
-            addr = None if va is None else va.va_start
-        if addr is None:
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vm_map_ram")
+        try:
+            pages = pages[:count]
+            tracing = self.tracer is not None
             if tracing:
-                self.trace("map_ram_ret", addr=0)
-            return None
-        self._ram_maps[addr] = count
-        if self.machine.set_ptes(self._cpu, "vmap_pages_range", addr, pages, prot, PAGE_KERNEL):
-            self._record_partial_map(addr, pages)
-            self.vm_unmap_ram(addr, count)
+                self.trace("map_ram", count=count, node=node)
+            if count <= VMAP_MAX_ALLOC:
+                addr = self.vb_alloc(count)
+            else:
+                va = self.alloc_vmap_area(count << PAGE_SHIFT, PAGE_SIZE, self.VMALLOC_START,
+                                          self.VMALLOC_END, node)
+                addr = None if va is None else va.va_start
+            if addr is None:
+                if tracing:
+                    self.trace("map_ram_ret", addr=0)
+                return None
+            self._ram_maps[addr] = count
+            if self.machine.set_ptes(self._cpu, "vmap_pages_range", addr, pages, prot, PAGE_KERNEL):
+                self._record_partial_map(addr, pages)
+                self.vm_unmap_ram(addr, count)
+                if tracing:
+                    self.trace("map_ram_ret", addr=0)
+                return None
+            vpn = addr >> PAGE_SHIFT
+            live = self._live
+            for i in range(count):
+                live[vpn + i] = pages[i]
             if tracing:
-                self.trace("map_ram_ret", addr=0)
-            return None
-        vpn = addr >> PAGE_SHIFT
-        live = self._live
-        for i in range(count):
-            live[vpn + i] = pages[i]
-        if tracing:
-            self.trace("map_ram_ret", addr=addr)
-        return addr
+                self.trace("map_ram_ret", addr=addr)
+            return addr
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vm_unmap_ram(self, mem: int, count: int) -> None:
         """Release a vm_map_ram() mapping: PTEs cleared now, the TLB flush deferred."""
@@ -973,16 +1023,21 @@ class Linux61(Kernel, design=INFO):
         if self.tracer is not None:
             self.trace("unmap_ram", addr=mem, count=count)
         del self._ram_maps[mem]
-        vpn = mem >> PAGE_SHIFT
-        pop = self._live.pop
-        for i in range(count):
-            pop(vpn + i, None)  # a vm_map_ram() that failed half way mapped only some pages
-        if count <= VMAP_MAX_ALLOC:
-            self.vb_free(mem, count)
-        else:
-            va = self.find_vmap_area(mem)
-            assert va is not None, "BUG_ON(!va)"
-            self.free_unmap_vmap_area(va)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vm_unmap_ram")
+        try:
+            vpn = mem >> PAGE_SHIFT
+            pop = self._live.pop
+            for i in range(count):
+                pop(vpn + i, None)  # a vm_map_ram() that failed half way mapped only some pages
+            if count <= VMAP_MAX_ALLOC:
+                self.vb_free(mem, count)
+            else:
+                va = self.find_vmap_area(mem)
+                assert va is not None, "BUG_ON(!va)"
+                self.free_unmap_vmap_area(va)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def _ram_was_freed(self, addr: int) -> bool:
         if self._was_freed(addr):
@@ -993,9 +1048,14 @@ class Linux61(Kernel, design=INFO):
         return ((addr - vb.va.va_start) >> PAGE_SHIFT) < self.VMAP_BBMAP_BITS - vb.free
 
     def vm_unmap_aliases(self) -> None:
-        if self.tracer is not None:
-            self.trace("unmap_aliases")
-        self.vm_unmap_aliases_(ULONG_MAX, 0, False)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vm_unmap_aliases")
+        try:
+            if self.tracer is not None:
+                self.trace("unmap_aliases")
+            self.vm_unmap_aliases_(ULONG_MAX, 0, False)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vm_unmap_aliases_(self, start: int, end: int, flush: bool) -> None:
         """_vm_unmap_aliases(): widen [start, end) by the dirty range of each block on the

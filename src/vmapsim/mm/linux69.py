@@ -291,48 +291,53 @@ class Linux69(Linux61, design=INFO):
                         gfp_mask: int = GFP_KERNEL, va_flags: int = 0) -> vmap_area | None:
         """6.9's alloc_vmap_area(): node_alloc(), else the global free tree; the area is
         busy in its address's node and remembers the allocating CPU's node."""
-        if not size or size & (PAGE_SIZE - 1) or align < 1 or align & (align - 1):
-            raise InvalidArgumentError(f"kernel BUG at mm/vmalloc.c: alloc_vmap_area(size={size:#x}, align={align:#x})")
-        m = self.machine
-        cpu = self._cpu
-        tracing = self.tracer is not None
-        if tracing:
-            self.trace("alloc", size=size, align=align, vstart=vstart, vend=vend)
-        va, addr, vn_id = self.node_alloc(size, align, vstart, vend)
-        if va is None:
-            m.charge(cpu, "kmem_cache_alloc_node", self.cost.kmalloc)
-        free = self.free_vmap_area_root
-        lock = self.free_vmap_area_lock
-        purged = False
-        while True:  # retry:
-            if addr == vend:
-                self.preload_this_cpu_lock(lock, gfp_mask, node)
-                if self.placement_hook is None:
-                    addr = kva.alloc_vmap_area__(free, size, align, vstart, vend, self._take_spare)
-                else:
-                    addr = self._alloc_placed(size, align, vstart, vend)
-                self._charge_walk(free, "__alloc_vmap_area")
-                lock.unlock(cpu)
-            if addr != vend:
-                break
-            if not purged:
-                self.reclaim_and_purge_vmap_areas()
-                purged = True
-                continue
-            if m.printk_ratelimit(cpu):
-                m.warn(f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size")
-            m.charge(cpu, "kmem_cache_free", self.cost.kmalloc)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "alloc_vmap_area")
+        try:
+            if not size or size & (PAGE_SIZE - 1) or align < 1 or align & (align - 1):
+                raise InvalidArgumentError(f"kernel BUG at mm/vmalloc.c: alloc_vmap_area(size={size:#x}, align={align:#x})")
+            m = self.machine
+            cpu = self._cpu
+            tracing = self.tracer is not None
             if tracing:
-                self.trace("alloc_ret", va_start=0, va_end=0)
-            return None
-        if va is None:
-            va = vmap_area(addr, addr + size)
-        va.vm = None
-        va.flags = va_flags | vn_id
-        self._insert_busy(va)
-        if tracing:
-            self.trace("alloc_ret", va_start=va.va_start, va_end=va.va_end)
-        return va
+                self.trace("alloc", size=size, align=align, vstart=vstart, vend=vend)
+            va, addr, vn_id = self.node_alloc(size, align, vstart, vend)
+            if va is None:
+                m.charge(cpu, "kmem_cache_alloc_node", self.cost.kmalloc)
+            free = self.free_vmap_area_root
+            lock = self.free_vmap_area_lock
+            purged = False
+            while True:  # retry:
+                if addr == vend:
+                    self.preload_this_cpu_lock(lock, gfp_mask, node)
+                    if self.placement_hook is None:
+                        addr = kva.alloc_vmap_area__(free, size, align, vstart, vend, self._take_spare)
+                    else:
+                        addr = self._alloc_placed(size, align, vstart, vend)
+                    self._charge_walk(free, "__alloc_vmap_area")
+                    lock.unlock(cpu)
+                if addr != vend:
+                    break
+                if not purged:
+                    self.reclaim_and_purge_vmap_areas()
+                    purged = True
+                    continue
+                if m.printk_ratelimit(cpu):
+                    m.warn(f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size")
+                m.charge(cpu, "kmem_cache_free", self.cost.kmalloc)
+                if tracing:
+                    self.trace("alloc_ret", va_start=0, va_end=0)
+                return None
+            if va is None:
+                va = vmap_area(addr, addr + size)
+            va.vm = None
+            va.flags = va_flags | vn_id
+            self._insert_busy(va)
+            if tracing:
+                self.trace("alloc_ret", va_start=va.va_start, va_end=va.va_end)
+            return va
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def reclaim_and_purge_vmap_areas(self) -> None:
         """The overflow path: fragmented blocks, then a purge with full pool decay."""
@@ -347,48 +352,63 @@ class Linux69(Linux61, design=INFO):
     # -- freeing -----------------------------------------------------------------------------------
     def free_vmap_area_noflush(self, va: vmap_area) -> None:
         """Into the lazy tree of the node that allocated it (not coalesced)."""
-        cpu = self._cpu
-        if self.tracer is not None:
-            self.trace("free_noflush", va_start=va.va_start, va_end=va.va_end)
-        if not kva.list_empty(va):
-            self._unlink_busy(va)  # the 6.1 callers did not unlink it first
-        self.vmap_lazy_nr += (va.va_end - va.va_start) >> PAGE_SHIFT
-        nr_lazy = self.vmap_lazy_nr
-        va.vm = None
-        va.private = None
-        vn_id = self.decode_vn_id(va.flags)
-        vn = self.id_to_node(vn_id) if vn_id < self.nr_vmap_nodes else self.addr_to_node(va.va_start)
-        lock = vn.lazy.lock
-        lock.lock(cpu)
-        kva.insert_vmap_area(va, vn.lazy.tree)
-        self._charge_walk(vn.lazy.tree, "insert_vmap_area")
-        lock.unlock(cpu)
-        if nr_lazy > self.lazy_max_pages() and not self.drain_pending:
-            self.drain_pending = True
-            self.schedule_work("drain_vmap_area_work", self.drain_vmap_area_work)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "free_vmap_area_noflush")
+        try:
+            cpu = self._cpu
+            if self.tracer is not None:
+                self.trace("free_noflush", va_start=va.va_start, va_end=va.va_end)
+            if not kva.list_empty(va):
+                self._unlink_busy(va)  # the 6.1 callers did not unlink it first
+            self.vmap_lazy_nr += (va.va_end - va.va_start) >> PAGE_SHIFT
+            nr_lazy = self.vmap_lazy_nr
+            va.vm = None
+            va.private = None
+            vn_id = self.decode_vn_id(va.flags)
+            vn = self.id_to_node(vn_id) if vn_id < self.nr_vmap_nodes else self.addr_to_node(va.va_start)
+            lock = vn.lazy.lock
+            lock.lock(cpu)
+            kva.insert_vmap_area(va, vn.lazy.tree)
+            self._charge_walk(vn.lazy.tree, "insert_vmap_area")
+            lock.unlock(cpu)
+            if nr_lazy > self.lazy_max_pages() and not self.drain_pending:
+                self.drain_pending = True
+                self.schedule_work("drain_vmap_area_work", self.drain_vmap_area_work)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def drain_vmap_area_work(self) -> None:
         """One purge under the mutex (6.9 has no 6.1 loop)."""
-        cpu = self._cpu
-        self.drain_pending = False
-        self.vmap_purge_lock.lock(cpu)
-        self.purge_vmap_area_lazy__(ULONG_MAX, 0, False)
-        self.vmap_purge_lock.unlock(cpu)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "drain_vmap_area_work")
+        try:
+            cpu = self._cpu
+            self.drain_pending = False
+            self.vmap_purge_lock.lock(cpu)
+            self.purge_vmap_area_lazy__(ULONG_MAX, 0, False)
+            self.vmap_purge_lock.unlock(cpu)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
-    def remove_vm_area(self, addr: int) -> vm_struct | None:
+    def remove_vm_area_(self, addr: int) -> vm_struct | None:
         """find_unlink_vmap_area(), then the lazy free (6.9: one lookup per vfree)."""
-        va = self.find_unlink_vmap_area(addr)
-        if va is None:
-            return None
-        if va.vm is None or va.vm.addr != addr:
-            # Deviation: put back (6.9 leaves a vm-less area unlinked and returns NULL).
-            self._insert_busy(va)
-            return None
-        vm: vm_struct = va.vm
-        va.vm = None
-        self._drop_live(va.va_start, va.va_end)
-        self.free_unmap_vmap_area(va)
-        return vm
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "remove_vm_area")
+        try:
+            va = self.find_unlink_vmap_area(addr)
+            if va is None:
+                return None
+            if va.vm is None or va.vm.addr != addr:
+                # Deviation: put back (6.9 leaves a vm-less area unlinked and returns NULL).
+                self._insert_busy(va)
+                return None
+            vm: vm_struct = va.vm
+            va.vm = None
+            self._drop_live(va.va_start, va.va_end)
+            self.free_unmap_vmap_area(va)
+            return vm
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def _was_freed(self, addr: int) -> bool:
         return any(kva.find_vmap_area__(addr, vn.lazy.tree) is not None for vn in self.vmap_nodes)
@@ -458,72 +478,82 @@ class Linux69(Linux61, design=INFO):
     def purge_vmap_node(self, vn: vmap_node) -> None:
         """A node's purge (the helpers' work): each area back to its node's pool if it fits
         one, else (in descending address order) to the global free tree."""
-        vn.nr_purged = 0
-        nr_pages = 0
-        local: list[vmap_area] = []
-        for va in vn.purge_list:
-            nr_pages += (va.va_end - va.va_start) >> PAGE_SHIFT
-            vn.nr_purged += 1
-            va.rb_parent = va.rb_left = va.rb_right = None
-            va.list_prev = va.list_next = va
-            if self.decode_vn_id(va.flags) < self.nr_vmap_nodes and not vn.skip_populate:
-                if self.node_pool_add_va(vn, va):
-                    continue
-            local.append(va)
-        vn.purge_list = []
-        self.vmap_lazy_nr -= nr_pages
-        local.reverse()  # list_add() pushes at the head: descending address order
-        self.reclaim_list_global(local)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "purge_vmap_node")
+        try:
+            vn.nr_purged = 0
+            nr_pages = 0
+            local: list[vmap_area] = []
+            for va in vn.purge_list:
+                nr_pages += (va.va_end - va.va_start) >> PAGE_SHIFT
+                vn.nr_purged += 1
+                va.rb_parent = va.rb_left = va.rb_right = None
+                va.list_prev = va.list_next = va
+                if self.decode_vn_id(va.flags) < self.nr_vmap_nodes and not vn.skip_populate:
+                    if self.node_pool_add_va(vn, va):
+                        continue
+                local.append(va)
+            vn.purge_list = []
+            self.vmap_lazy_nr -= nr_pages
+            local.reverse()  # list_add() pushes at the head: descending address order
+            self.reclaim_list_global(local)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def purge_vmap_area_lazy__(self, start: int, end: int, full_pool_decay: bool = False) -> bool:
         """6.9's __purge_vmap_area_lazy(): decay every node's pools, take every node's lazy
         areas, one flush over them all, then purge the nodes: helper work on the first
         ``clamp(vmap_lazy_nr / lazy_max_pages(), 1, nodes) - 1`` nodes' CPUs in parallel,
         the rest inline; wait for the helpers."""
-        m = self.machine
-        cpu = self._cpu
-        if self.tracer is not None:
-            self.trace("purge", start=start, end=end)
-        purge_nodes: list[vmap_node] = []
-        for vn in self.vmap_nodes:
-            vn.purge_list = []
-            vn.skip_populate = full_pool_decay
-            self.decay_va_pool_node(vn, full_pool_decay)
-            if not len(vn.lazy.tree):
-                continue
-            vn.lazy.lock.lock(cpu)
-            vn.purge_list = list(vn.lazy.tree)
-            vn.lazy.tree = vmap_tree()
-            vn.lazy.lock.unlock(cpu)
-            start = min(start, vn.purge_list[0].va_start)
-            end = max(end, vn.purge_list[-1].va_end)
-            purge_nodes.append(vn)
-        m.mem_access(cpu, "__purge_vmap_area_lazy", self.nr_vmap_nodes)
-        nr_purged = 0
-        if purge_nodes:
-            self.flush_tlb_kernel_range(start, end)
-            helpers = min(max(self.vmap_lazy_nr // self.lazy_max_pages(), 1), len(purge_nodes)) - 1
-            done_at: list[float] = []
-            for vn in purge_nodes:
-                if helpers > 0:
-                    target = vn.id if vn.id < m.ncpus else cpu.id  # schedule_work_on(i) if online
-                    vn.purge_work = self.purge_vmap_node_work(vn)
-                    done_at.append(self.run_helper_work(target, vn.purge_work))
-                    helpers -= 1
-                else:
-                    vn.purge_work = None
-                    self.purge_vmap_node(vn)
-                    nr_purged += vn.nr_purged
-            for vn in purge_nodes:
-                if vn.purge_work is not None:
-                    nr_purged += vn.nr_purged
-                    vn.purge_work = None
-            if done_at and max(done_at) > cpu.clock:  # flush_work(): wait for the helpers
-                m.charge(cpu, "flush_work", max(done_at) - cpu.clock)
-            self.purges += 1
-        if self.tracer is not None:
-            self.trace("purge_ret", ret=int(nr_purged > 0))
-        return nr_purged > 0
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "__purge_vmap_area_lazy")
+        try:
+            m = self.machine
+            cpu = self._cpu
+            if self.tracer is not None:
+                self.trace("purge", start=start, end=end)
+            purge_nodes: list[vmap_node] = []
+            for vn in self.vmap_nodes:
+                vn.purge_list = []
+                vn.skip_populate = full_pool_decay
+                self.decay_va_pool_node(vn, full_pool_decay)
+                if not len(vn.lazy.tree):
+                    continue
+                vn.lazy.lock.lock(cpu)
+                vn.purge_list = list(vn.lazy.tree)
+                vn.lazy.tree = vmap_tree()
+                vn.lazy.lock.unlock(cpu)
+                start = min(start, vn.purge_list[0].va_start)
+                end = max(end, vn.purge_list[-1].va_end)
+                purge_nodes.append(vn)
+            m.mem_access(cpu, "__purge_vmap_area_lazy", self.nr_vmap_nodes)
+            nr_purged = 0
+            if purge_nodes:
+                self.flush_tlb_kernel_range(start, end)
+                helpers = min(max(self.vmap_lazy_nr // self.lazy_max_pages(), 1), len(purge_nodes)) - 1
+                done_at: list[float] = []
+                for vn in purge_nodes:
+                    if helpers > 0:
+                        target = vn.id if vn.id < m.ncpus else cpu.id  # schedule_work_on(i) if online
+                        vn.purge_work = self.purge_vmap_node_work(vn)
+                        done_at.append(self.run_helper_work(target, vn.purge_work))
+                        helpers -= 1
+                    else:
+                        vn.purge_work = None
+                        self.purge_vmap_node(vn)
+                        nr_purged += vn.nr_purged
+                for vn in purge_nodes:
+                    if vn.purge_work is not None:
+                        nr_purged += vn.nr_purged
+                        vn.purge_work = None
+                if done_at and max(done_at) > cpu.clock:  # flush_work(): wait for the helpers
+                    m.charge(cpu, "flush_work", max(done_at) - cpu.clock)
+                self.purges += 1
+            if self.tracer is not None:
+                self.trace("purge_ret", ret=int(nr_purged > 0))
+            return nr_purged > 0
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def purge_vmap_node_work(self, vn: vmap_node) -> Callable[[], None]:
         def work() -> None:

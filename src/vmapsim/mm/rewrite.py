@@ -391,65 +391,70 @@ class Rewrite(VmlistKernel, design=INFO):
         areas synchronously and retries once from vstart, then prints the kernel's
         message and returns None (the kernel's ERR_PTR(-EBUSY)).
         """
-        assert size and not size & (PAGE_SIZE - 1)
-        m = self.machine
-        cpu = self._cpu
-        if self.tracer is not None:
-            self.trace("alloc", size=size, align=align, vstart=vstart, vend=vend)
-        m.charge(cpu, "kmalloc", self.cost.kmalloc)
-        root = self.vmap_area_root
-        lock = self.vmap_area_lock
-        mask = align - 1
-        purged = False
-        while True:
-            addr = (vstart + mask) & ~mask
-            lock.lock(cpu)
-            visits = 0
-            # 2.6.28's descent: ``first`` is the first area met that overlaps
-            # [addr, addr+size) on the way left, or the last one passed going right.
-            first = None
-            n = root.rb_node
-            while n is not None:
-                visits += 1
-                if n.va_end >= addr:
-                    if first is None and n.va_start < addr + size:
-                        first = n
-                    n = n.rb_left
-                else:
-                    first = n
-                    n = n.rb_right
-            if first is not None and first.va_end < addr:
-                visits += 1
-                first = first.list_next  # rb_next(): the list has the same order
-                if first is self.vmap_area_list:
-                    first = None
-            if first is not None and addr + size > first.va_start and addr + size <= vend:
-                # 2.6.28 walks with rb_next() from ``first``, moving addr past each area
-                # it clashes with, until the hole before an area fits or addr passes vend.
-                # The model finds where that walk stops in O(log n) and charges every
-                # area the kernel visits (visits = areas walked).
-                stop, addr = self._walk_stop(first, size, mask, vend)
-                visits += _rank(stop) - _rank(first) + 1
-            m.mem_access(cpu, "alloc_vmap_area", visits)
-            if addr + size > vend or addr < vstart:
-                lock.unlock(cpu)
-                if not purged:
-                    self.purge_vmap_area_lazy()
-                    purged = True
-                    continue
-                if m.printk_ratelimit(cpu):
-                    m.warn("vmap allocation failed: use vmalloc=<size> to increase size.")
-                m.charge(cpu, "kfree", self.cost.kmalloc)
-                if self.tracer is not None:
-                    self.trace("alloc_ret", va_start=0, va_end=0)
-                return None
-            self._seq += 1
-            va = vmap_area(addr, addr + size, self._seq)
-            self.insert_vmap_area__(va)
-            lock.unlock(cpu)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "alloc_vmap_area")
+        try:
+            assert size and not size & (PAGE_SIZE - 1)
+            m = self.machine
+            cpu = self._cpu
             if self.tracer is not None:
-                self.trace("alloc_ret", va_start=va.va_start, va_end=va.va_end)
-            return va
+                self.trace("alloc", size=size, align=align, vstart=vstart, vend=vend)
+            m.charge(cpu, "kmalloc", self.cost.kmalloc)
+            root = self.vmap_area_root
+            lock = self.vmap_area_lock
+            mask = align - 1
+            purged = False
+            while True:
+                addr = (vstart + mask) & ~mask
+                lock.lock(cpu)
+                visits = 0
+                # 2.6.28's descent: ``first`` is the first area met that overlaps
+                # [addr, addr+size) on the way left, or the last one passed going right.
+                first = None
+                n = root.rb_node
+                while n is not None:
+                    visits += 1
+                    if n.va_end >= addr:
+                        if first is None and n.va_start < addr + size:
+                            first = n
+                        n = n.rb_left
+                    else:
+                        first = n
+                        n = n.rb_right
+                if first is not None and first.va_end < addr:
+                    visits += 1
+                    first = first.list_next  # rb_next(): the list has the same order
+                    if first is self.vmap_area_list:
+                        first = None
+                if first is not None and addr + size > first.va_start and addr + size <= vend:
+                    # 2.6.28 walks with rb_next() from ``first``, moving addr past each area
+                    # it clashes with, until the hole before an area fits or addr passes vend.
+                    # The model finds where that walk stops in O(log n) and charges every
+                    # area the kernel visits (visits = areas walked).
+                    stop, addr = self._walk_stop(first, size, mask, vend)
+                    visits += _rank(stop) - _rank(first) + 1
+                m.mem_access(cpu, "alloc_vmap_area", visits)
+                if addr + size > vend or addr < vstart:
+                    lock.unlock(cpu)
+                    if not purged:
+                        self.purge_vmap_area_lazy()
+                        purged = True
+                        continue
+                    if m.printk_ratelimit(cpu):
+                        m.warn("vmap allocation failed: use vmalloc=<size> to increase size.")
+                    m.charge(cpu, "kfree", self.cost.kmalloc)
+                    if self.tracer is not None:
+                        self.trace("alloc_ret", va_start=0, va_end=0)
+                    return None
+                self._seq += 1
+                va = vmap_area(addr, addr + size, self._seq)
+                self.insert_vmap_area__(va)
+                lock.unlock(cpu)
+                if self.tracer is not None:
+                    self.trace("alloc_ret", va_start=va.va_start, va_end=va.va_end)
+                return va
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     # -- lazy freeing -------------------------------------------------------------------
     def purge_vmap_area_lazy__(self, start: int, end: int, sync: bool, force_flush: bool) -> None:
@@ -459,56 +464,61 @@ class Rewrite(VmlistKernel, design=INFO):
         block ranges); without sync or force_flush, a purge already running elsewhere
         means this one is skipped (trylock).
         """
-        m = self.machine
-        cpu = self._cpu
-        tracing = self.tracer is not None
-        if tracing:
-            self.trace("purge", start=start, end=end)
-        if not sync and not force_flush:
-            if not self.purge_lock.trylock(cpu):
-                if tracing:
-                    self.trace("purge_ret", ret=0)
-                return
-        else:
-            self.purge_lock.lock(cpu)
-        valist = []
-        nr = 0
-        head = self.vmap_area_list
-        va = head.list_next
-        walked = 0
-        while va is not head:
-            walked += 1
-            if va.flags & VM_LAZY_FREE:
-                if va.va_start < start:
-                    start = va.va_start
-                if va.va_end > end:
-                    end = va.va_end
-                nr += (va.va_end - va.va_start) >> PAGE_SHIFT
-                m.clear_ptes(cpu, "vunmap_page_range", va.va_start, va.va_end)
-                valist.append(va)
-                va.flags = (va.flags | VM_LAZY_FREEING) & ~VM_LAZY_FREE
-            va = va.list_next
-        m.mem_access(cpu, "__purge_vmap_area_lazy", walked)
-        if nr:
-            assert nr <= self.vmap_lazy_nr, "BUG_ON(nr > vmap_lazy_nr)"
-            self.vmap_lazy_nr -= nr
-        if nr or force_flush:
-            # x86 2.6.28: flush_tlb_kernel_range() is flush_tlb_all(): a global IPI.
-            m.flush_tlb_all(cpu, "flush_tlb_kernel_range")
-            self.purges += 1
-        if nr:
-            self.vmap_area_lock.lock(cpu)
-            for va in valist:
-                self.free_vmap_area__(va)
-            m.charge(cpu, "kfree", len(valist) * self.cost.kmalloc)
-            self.vmap_area_lock.unlock(cpu)
-        self.purge_lock.unlock(cpu)
-        if tracing:
-            # Deviation: flush fires after the purge (its range is the same), where the
-            # model's traces have always put it, so generated traces keep their timestamps.
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "__purge_vmap_area_lazy")
+        try:
+            m = self.machine
+            cpu = self._cpu
+            tracing = self.tracer is not None
+            if tracing:
+                self.trace("purge", start=start, end=end)
+            if not sync and not force_flush:
+                if not self.purge_lock.trylock(cpu):
+                    if tracing:
+                        self.trace("purge_ret", ret=0)
+                    return
+            else:
+                self.purge_lock.lock(cpu)
+            valist = []
+            nr = 0
+            head = self.vmap_area_list
+            va = head.list_next
+            walked = 0
+            while va is not head:
+                walked += 1
+                if va.flags & VM_LAZY_FREE:
+                    if va.va_start < start:
+                        start = va.va_start
+                    if va.va_end > end:
+                        end = va.va_end
+                    nr += (va.va_end - va.va_start) >> PAGE_SHIFT
+                    m.clear_ptes(cpu, "vunmap_page_range", va.va_start, va.va_end)
+                    valist.append(va)
+                    va.flags = (va.flags | VM_LAZY_FREEING) & ~VM_LAZY_FREE
+                va = va.list_next
+            m.mem_access(cpu, "__purge_vmap_area_lazy", walked)
+            if nr:
+                assert nr <= self.vmap_lazy_nr, "BUG_ON(nr > vmap_lazy_nr)"
+                self.vmap_lazy_nr -= nr
             if nr or force_flush:
-                self.trace("flush", start=start, end=end)
-            self.trace("purge_ret", ret=int(bool(nr or force_flush)))
+                # x86 2.6.28: flush_tlb_kernel_range() is flush_tlb_all(): a global IPI.
+                m.flush_tlb_all(cpu, "flush_tlb_kernel_range")
+                self.purges += 1
+            if nr:
+                self.vmap_area_lock.lock(cpu)
+                for va in valist:
+                    self.free_vmap_area__(va)
+                m.charge(cpu, "kfree", len(valist) * self.cost.kmalloc)
+                self.vmap_area_lock.unlock(cpu)
+            self.purge_lock.unlock(cpu)
+            if tracing:
+                # Deviation: flush fires after the purge (its range is the same), where the
+                # model's traces have always put it, so generated traces keep their timestamps.
+                if nr or force_flush:
+                    self.trace("flush", start=start, end=end)
+                self.trace("purge_ret", ret=int(bool(nr or force_flush)))
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def try_purge_vmap_area_lazy(self) -> None:
         self.purge_vmap_area_lazy__(1 << 64, 0, False, False)
@@ -526,31 +536,41 @@ class Rewrite(VmlistKernel, design=INFO):
             self.try_purge_vmap_area_lazy()
 
     def free_unmap_vmap_area(self, va: vmap_area) -> None:
-        # flush_cache_vunmap() is a no-op on x86.
-        self.free_unmap_vmap_area_noflush(va)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "free_unmap_vmap_area")
+        try:
+            # flush_cache_vunmap() is a no-op on x86.
+            self.free_unmap_vmap_area_noflush(va)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     # -- the vm_struct hooks ---------------------------------------------------------------
     def get_vm_area_node__(self, size: int, flags: int, start: int, end: int, node: int,
                            gfp_mask: int, caller: str, align: int = 1) -> vm_struct | None:
         """__get_vm_area_node(): a vmap_area plus a vm_struct linked into vmlist."""
-        req = self._vm_area_request(size, flags, align)
-        if req is None:
-            return None
-        size, align = req
-        m = self.machine
-        cpu = self._cpu
-        va = self.alloc_vmap_area(size, align, start, end, node)
-        if va is None:
-            m.charge(cpu, "kfree", self.cost.kmalloc)
-            return None
-        area = vm_struct(va.va_start, size, flags, caller)
-        va.private = area
-        va.flags |= VM_VM_AREA
-        self.vmlist_lock.write_lock(cpu)
-        walked = self.vmlist_link(area)
-        m.mem_access(cpu, "__get_vm_area_node", walked)
-        self.vmlist_lock.write_unlock(cpu)
-        return area
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "__get_vm_area_node")
+        try:
+            req = self._vm_area_request(size, flags, align)
+            if req is None:
+                return None
+            size, align = req
+            m = self.machine
+            cpu = self._cpu
+            va = self.alloc_vmap_area(size, align, start, end, node)
+            if va is None:
+                m.charge(cpu, "kfree", self.cost.kmalloc)
+                return None
+            area = vm_struct(va.va_start, size, flags, caller)
+            va.private = area
+            va.flags |= VM_VM_AREA
+            self.vmlist_lock.write_lock(cpu)
+            walked = self.vmlist_link(area)
+            m.mem_access(cpu, "__get_vm_area_node", walked)
+            self.vmlist_lock.write_unlock(cpu)
+            return area
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def find_vm_area(self, addr: int) -> vm_struct | None:
         va = self.find_vmap_area(addr)
@@ -559,23 +579,28 @@ class Rewrite(VmlistKernel, design=INFO):
             return area
         return None
 
-    def remove_vm_area(self, addr: int) -> vm_struct | None:
+    def remove_vm_area_(self, addr: int) -> vm_struct | None:
         """Take the area off vmlist and free its vmap_area lazily; the vm_struct or None."""
-        va = self.find_vmap_area(addr)
-        # Deviation: a lazily freed area still has VM_VM_AREA in 2.6.28, so a second
-        # vfree() would free it twice; the model refuses it as nonexistent.
-        if va is None or not va.flags & VM_VM_AREA or va.flags & (VM_LAZY_FREE | VM_LAZY_FREEING):
-            return None
-        vm: vm_struct = va.private
-        cpu = self._cpu
-        self._drop_live(va.va_start, va.va_end)
-        self.free_unmap_vmap_area(va)
-        vm.size -= PAGE_SIZE
-        self.vmlist_lock.write_lock(cpu)
-        walked = self.vmlist_unlink(vm)
-        self.machine.mem_access(cpu, "remove_vm_area", walked)
-        self.vmlist_lock.write_unlock(cpu)
-        return vm
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "remove_vm_area")
+        try:
+            va = self.find_vmap_area(addr)
+            # Deviation: a lazily freed area still has VM_VM_AREA in 2.6.28, so a second
+            # vfree() would free it twice; the model refuses it as nonexistent.
+            if va is None or not va.flags & VM_VM_AREA or va.flags & (VM_LAZY_FREE | VM_LAZY_FREEING):
+                return None
+            vm: vm_struct = va.private
+            cpu = self._cpu
+            self._drop_live(va.va_start, va.va_end)
+            self.free_unmap_vmap_area(va)
+            vm.size -= PAGE_SIZE
+            self.vmlist_lock.write_lock(cpu)
+            walked = self.vmlist_unlink(vm)
+            self.machine.mem_access(cpu, "remove_vm_area", walked)
+            self.vmlist_lock.write_unlock(cpu)
+            return vm
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def _was_freed(self, addr: int) -> bool:
         va = self._area_containing(addr)
@@ -589,106 +614,126 @@ class Rewrite(VmlistKernel, design=INFO):
         """A new block for this CPU, at the head of its free list. ``vstart`` (the
         model's, for place_vmap_block()): exactly there, not the first fit from
         VMALLOC_START."""
-        m = self.machine
-        cpu = self._cpu
-        m.charge(cpu, "kmalloc", self.cost.kmalloc)
-        size = self.VMAP_BLOCK_SIZE
-        va = self.alloc_vmap_area(size, size, self.VMALLOC_START if vstart is None else vstart,
-                                  self.VMALLOC_END if vstart is None else vstart + size, cpu.node)
-        if va is None:
-            m.charge(cpu, "kfree", self.cost.kmalloc)
-            return None
-        vbq = self.vmap_block_queue[cpu.id]
-        vb = vmap_block(SpinLock(m, "vmap_block.lock"), va, vbq, self.VMAP_BBMAP_BITS)
-        va.private = vb
-        idx = self.addr_to_vb_idx(va.va_start)
-        self.vmap_block_tree_lock.lock(cpu)
-        self.vmap_block_tree[idx] = vb
-        self.vmap_block_tree_lock.unlock(cpu)
-        vbq.lock.lock(cpu)
-        vbq.free.insert(0, vb)  # list_add: new blocks go to the head (2.6.28)
-        vbq.blocks[idx] = vb
-        vbq.lock.unlock(cpu)
-        return vb
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "new_vmap_block")
+        try:
+            m = self.machine
+            cpu = self._cpu
+            m.charge(cpu, "kmalloc", self.cost.kmalloc)
+            size = self.VMAP_BLOCK_SIZE
+            va = self.alloc_vmap_area(size, size, self.VMALLOC_START if vstart is None else vstart,
+                                      self.VMALLOC_END if vstart is None else vstart + size, cpu.node)
+            if va is None:
+                m.charge(cpu, "kfree", self.cost.kmalloc)
+                return None
+            vbq = self.vmap_block_queue[cpu.id]
+            vb = vmap_block(SpinLock(m, "vmap_block.lock"), va, vbq, self.VMAP_BBMAP_BITS)
+            va.private = vb
+            idx = self.addr_to_vb_idx(va.va_start)
+            self.vmap_block_tree_lock.lock(cpu)
+            self.vmap_block_tree[idx] = vb
+            self.vmap_block_tree_lock.unlock(cpu)
+            vbq.lock.lock(cpu)
+            vbq.free.insert(0, vb)  # list_add: new blocks go to the head (2.6.28)
+            vbq.blocks[idx] = vb
+            vbq.lock.unlock(cpu)
+            return vb
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def free_vmap_block(self, vb: vmap_block) -> None:
-        cpu = self._cpu
-        vbq = vb.vbq
-        vbq.lock.lock(cpu)
-        if vb.on_free_list:
-            vbq.free.remove(vb)
-            vb.on_free_list = False
-        if vb.dirty:
-            vbq.dirty.remove(vb)
-            vbq.nr_dirty -= 1
-        idx = self.addr_to_vb_idx(vb.va.va_start)
-        del vbq.blocks[idx]
-        vbq.lock.unlock(cpu)
-        self.vmap_block_tree_lock.lock(cpu)
-        tmp = self.vmap_block_tree.pop(idx)
-        self.vmap_block_tree_lock.unlock(cpu)
-        assert tmp is vb, "BUG_ON(tmp != vb)"
-        self.free_unmap_vmap_area_noflush(vb.va)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "free_vmap_block")
+        try:
+            cpu = self._cpu
+            vbq = vb.vbq
+            vbq.lock.lock(cpu)
+            if vb.on_free_list:
+                vbq.free.remove(vb)
+                vb.on_free_list = False
+            if vb.dirty:
+                vbq.dirty.remove(vb)
+                vbq.nr_dirty -= 1
+            idx = self.addr_to_vb_idx(vb.va.va_start)
+            del vbq.blocks[idx]
+            vbq.lock.unlock(cpu)
+            self.vmap_block_tree_lock.lock(cpu)
+            tmp = self.vmap_block_tree.pop(idx)
+            self.vmap_block_tree_lock.unlock(cpu)
+            assert tmp is vb, "BUG_ON(tmp != vb)"
+            self.free_unmap_vmap_area_noflush(vb.va)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vb_alloc(self, count: int) -> int | None:
         """Allocate 2**order pages (order = get_order(count pages)) from this CPU's blocks."""
-        cpu = self._cpu
-        order = (count - 1).bit_length()
-        n = 1 << order
-        region = (1 << n) - 1
-        bits = self.VMAP_BBMAP_BITS
-        vbq = self.vmap_block_queue[cpu.id]
-        while True:
-            for vb in vbq.free:
-                lk = vb.lock
-                lk.lock(cpu)
-                amap = vb.alloc_map
-                # bitmap_find_free_region(): first naturally aligned free region.
-                i = (vb.hint + n - 1) & ~(n - 1)
-                while i < bits and (amap >> i) & region:
-                    i += n
-                # the kernel scans from bit 0: charge one region test per candidate
-                ns = ((i >> order) + 1) * self.cost.cache_hit
-                cpu.clock += ns
-                prof = cpu.prof
-                prof["bitmap_find_free_region"] = prof.get("bitmap_find_free_region", 0.0) + ns
-                if i < bits:
-                    amap |= region << i
-                    vb.alloc_map = amap
-                    if i == vb.hint:
-                        vb.hint = (~amap & (amap + 1)).bit_length() - 1
-                    vb.free -= n
-                    if not vb.free:
-                        vbq.lock.lock(cpu)
-                        vbq.free.remove(vb)
-                        vb.on_free_list = False
-                        vbq.lock.unlock(cpu)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vb_alloc")
+        try:
+            cpu = self._cpu
+            order = (count - 1).bit_length()
+            n = 1 << order
+            region = (1 << n) - 1
+            bits = self.VMAP_BBMAP_BITS
+            vbq = self.vmap_block_queue[cpu.id]
+            while True:
+                for vb in vbq.free:
+                    lk = vb.lock
+                    lk.lock(cpu)
+                    amap = vb.alloc_map
+                    # bitmap_find_free_region(): first naturally aligned free region.
+                    i = (vb.hint + n - 1) & ~(n - 1)
+                    while i < bits and (amap >> i) & region:
+                        i += n
+                    # the kernel scans from bit 0: charge one region test per candidate
+                    ns = ((i >> order) + 1) * self.cost.cache_hit
+                    cpu.clock += ns
+                    prof = cpu.cprof
+                    prof["bitmap_find_free_region"] = prof.get("bitmap_find_free_region", 0.0) + ns
+                    if i < bits:
+                        amap |= region << i
+                        vb.alloc_map = amap
+                        if i == vb.hint:
+                            vb.hint = (~amap & (amap + 1)).bit_length() - 1
+                        vb.free -= n
+                        if not vb.free:
+                            vbq.lock.lock(cpu)
+                            vbq.free.remove(vb)
+                            vb.on_free_list = False
+                            vbq.lock.unlock(cpu)
+                        lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
+                        return vb.va.va_start + (i << PAGE_SHIFT)
                     lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
-                    return vb.va.va_start + (i << PAGE_SHIFT)
-                lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
-            if self.new_vmap_block() is None:
-                return None
+                if self.new_vmap_block() is None:
+                    return None
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vb_free(self, addr: int, count: int) -> None:
-        cpu = self._cpu
-        n = 1 << (count - 1).bit_length()
-        vb = self.vmap_block_tree[(addr - self._vb_base) // self.VMAP_BLOCK_SIZE]  # radix_tree_lookup
-        bits = ((1 << n) - 1) << ((addr - vb.va.va_start) >> PAGE_SHIFT)
-        lk = vb.lock
-        lk.lock(cpu)
-        vb.dirty_map |= bits
-        vb.unflushed |= bits
-        if not vb.dirty:
-            vbq = vb.vbq
-            vbq.lock.lock(cpu)
-            vbq.dirty.append(vb)
-            vbq.nr_dirty += 1
-            vbq.lock.unlock(cpu)
-        vb.dirty += n
-        lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
-        if vb.dirty == self.VMAP_BBMAP_BITS:
-            assert not vb.free and not vb.on_free_list, "BUG_ON(vb->free || !list_empty(&vb->free_list))"
-            self.free_vmap_block(vb)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vb_free")
+        try:
+            cpu = self._cpu
+            n = 1 << (count - 1).bit_length()
+            vb = self.vmap_block_tree[(addr - self._vb_base) // self.VMAP_BLOCK_SIZE]  # radix_tree_lookup
+            bits = ((1 << n) - 1) << ((addr - vb.va.va_start) >> PAGE_SHIFT)
+            lk = vb.lock
+            lk.lock(cpu)
+            vb.dirty_map |= bits
+            vb.unflushed |= bits
+            if not vb.dirty:
+                vbq = vb.vbq
+                vbq.lock.lock(cpu)
+                vbq.dirty.append(vb)
+                vbq.nr_dirty += 1
+                vbq.lock.unlock(cpu)
+            vb.dirty += n
+            lk.free_at = cpu.clock  # spin_unlock(&vb->lock)
+            if vb.dirty == self.VMAP_BBMAP_BITS:
+                assert not vb.free and not vb.on_free_list, "BUG_ON(vb->free || !list_empty(&vb->free_list))"
+                self.free_vmap_block(vb)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vm_map_ram(self, pages: Sequence[Page], count: int, node: int = -1,
                    prot: int = PAGE_KERNEL) -> int | None:
@@ -698,39 +743,44 @@ class Rewrite(VmlistKernel, design=INFO):
             self._check_node("vm_map_ram", node)
         if prot != PAGE_KERNEL:
             _check_int("vm_map_ram", "prot", prot)
-        pages = pages[:count]
-        tracing = self.tracer is not None
-        if tracing:
-            self.trace("map_ram", count=count, node=node)
-        if count <= VMAP_MAX_ALLOC:
-            addr = self.vb_alloc(count)
-            if addr is None:
-                if tracing:
-                    self.trace("map_ram_ret", addr=0)
-                return None
-        else:
-            va = self.alloc_vmap_area(count << PAGE_SHIFT, PAGE_SIZE, self.VMALLOC_START,
-                                      self.VMALLOC_END, node)
-            if va is None:
-                if tracing:
-                    self.trace("map_ram_ret", addr=0)
-                return None
-            addr = va.va_start
-        self._ram_maps[addr] = count
-        # vmap_page_range(), inlined on this hot path
-        if self.machine.set_ptes(self._cpu, "vmap_page_range", addr, pages, prot, PAGE_KERNEL):
-            self._record_partial_map(addr, pages)
-            self.vm_unmap_ram(addr, count)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vm_map_ram")
+        try:
+            pages = pages[:count]
+            tracing = self.tracer is not None
             if tracing:
-                self.trace("map_ram_ret", addr=0)
-            return None
-        vpn = addr >> PAGE_SHIFT
-        live = self._live
-        for i in range(count):
-            live[vpn + i] = pages[i]
-        if tracing:
-            self.trace("map_ram_ret", addr=addr)
-        return addr
+                self.trace("map_ram", count=count, node=node)
+            if count <= VMAP_MAX_ALLOC:
+                addr = self.vb_alloc(count)
+                if addr is None:
+                    if tracing:
+                        self.trace("map_ram_ret", addr=0)
+                    return None
+            else:
+                va = self.alloc_vmap_area(count << PAGE_SHIFT, PAGE_SIZE, self.VMALLOC_START,
+                                          self.VMALLOC_END, node)
+                if va is None:
+                    if tracing:
+                        self.trace("map_ram_ret", addr=0)
+                    return None
+                addr = va.va_start
+            self._ram_maps[addr] = count
+            # vmap_page_range(), inlined on this hot path
+            if self.machine.set_ptes(self._cpu, "vmap_page_range", addr, pages, prot, PAGE_KERNEL):
+                self._record_partial_map(addr, pages)
+                self.vm_unmap_ram(addr, count)
+                if tracing:
+                    self.trace("map_ram_ret", addr=0)
+                return None
+            vpn = addr >> PAGE_SHIFT
+            live = self._live
+            for i in range(count):
+                live[vpn + i] = pages[i]
+            if tracing:
+                self.trace("map_ram_ret", addr=addr)
+            return addr
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vm_unmap_ram(self, mem: int, count: int) -> None:
         """Release a vm_map_ram() mapping (lazily: the TLB flush is deferred)."""
@@ -754,17 +804,22 @@ class Rewrite(VmlistKernel, design=INFO):
                 f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): mapped with count {got}"
             )
         del ram_maps[mem]
-        vpn = mem >> PAGE_SHIFT
-        live = self._live
-        for i in range(count):
-            # a vm_map_ram() that failed half way mapped only some pages
-            live.pop(vpn + i, None)
-        if count <= VMAP_MAX_ALLOC:
-            self.vb_free(mem, count)
-        else:
-            va = self.find_vmap_area(mem)
-            assert va is not None, "BUG_ON(!va)"
-            self.free_unmap_vmap_area(va)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vm_unmap_ram")
+        try:
+            vpn = mem >> PAGE_SHIFT
+            live = self._live
+            for i in range(count):
+                # a vm_map_ram() that failed half way mapped only some pages
+                live.pop(vpn + i, None)
+            if count <= VMAP_MAX_ALLOC:
+                self.vb_free(mem, count)
+            else:
+                va = self.find_vmap_area(mem)
+                assert va is not None, "BUG_ON(!va)"
+                self.free_unmap_vmap_area(va)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def _ram_was_freed(self, addr: int) -> bool:
         va = self._area_containing(addr)
@@ -777,34 +832,39 @@ class Rewrite(VmlistKernel, design=INFO):
 
     def vm_unmap_aliases(self) -> None:
         """Unmap and flush every deferred mapping: dirty block pages and lazy areas."""
-        if self.tracer is not None:
-            self.trace("unmap_aliases")
-        m = self.machine
-        cpu = self._cpu
-        start, end = 1 << 64, 0
-        flush = False
-        for vbq in self.vmap_block_queue:
-            blocks = vbq.free if self.vm_unmap_aliases_2628 else list(vbq.blocks.values())
-            for vb in blocks:
-                vb.lock.lock(cpu)
-                pending = vb.dirty_map if self.vm_unmap_aliases_2628 else vb.unflushed
-                base = vb.va.va_start
-                while pending:
-                    i = (pending & -pending).bit_length() - 1
-                    run = pending >> i
-                    j = i + ((~run & (run + 1)).bit_length() - 1)
-                    s = base + (i << PAGE_SHIFT)
-                    e = base + (j << PAGE_SHIFT)
-                    m.clear_ptes(cpu, "vunmap_page_range", s, e)
-                    flush = True
-                    if s < start:
-                        start = s
-                    if e > end:
-                        end = e
-                    pending &= ~(((1 << (j - i)) - 1) << i)
-                vb.unflushed = 0
-                vb.lock.unlock(cpu)
-        self.purge_vmap_area_lazy__(start, end, True, flush)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vm_unmap_aliases")
+        try:
+            if self.tracer is not None:
+                self.trace("unmap_aliases")
+            m = self.machine
+            cpu = self._cpu
+            start, end = 1 << 64, 0
+            flush = False
+            for vbq in self.vmap_block_queue:
+                blocks = vbq.free if self.vm_unmap_aliases_2628 else list(vbq.blocks.values())
+                for vb in blocks:
+                    vb.lock.lock(cpu)
+                    pending = vb.dirty_map if self.vm_unmap_aliases_2628 else vb.unflushed
+                    base = vb.va.va_start
+                    while pending:
+                        i = (pending & -pending).bit_length() - 1
+                        run = pending >> i
+                        j = i + ((~run & (run + 1)).bit_length() - 1)
+                        s = base + (i << PAGE_SHIFT)
+                        e = base + (j << PAGE_SHIFT)
+                        m.clear_ptes(cpu, "vunmap_page_range", s, e)
+                        flush = True
+                        if s < start:
+                            start = s
+                        if e > end:
+                            end = e
+                        pending &= ~(((1 << (j - i)) - 1) << i)
+                    vb.unflushed = 0
+                    vb.lock.unlock(cpu)
+            self.purge_vmap_area_lazy__(start, end, True, flush)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     # -- inspection and checks ----------------------------------------------------------------
     def vmap_areas(self) -> list[vmap_area]:

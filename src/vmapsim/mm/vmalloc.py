@@ -890,6 +890,18 @@ class Kernel:
         raise NotImplementedError
 
     def remove_vm_area(self, addr: int) -> vm_struct | None:
+        """Take the area at ``addr`` off the layer and free its range (lazily where the
+        design frees lazily); the vm_struct, or None. The pages stay the caller's: an area
+        whose pages vmalloc() allocated (or a page array) is refused, as vunmap() refuses
+        it (they would leak for good; the kernel does not check)."""
+        _check_addr("remove_vm_area", addr)
+        if addr in self._vm_pages or addr in self._array_owner:
+            self._check_release("remove_vm_area", addr, False)
+        return self.remove_vm_area_(addr)
+
+    def remove_vm_area_(self, addr: int) -> vm_struct | None:
+        """*design*: remove_vm_area() itself (the layer calls it; the public method checks
+        the caller's right to it first)."""
         raise NotImplementedError
 
     def find_vm_area(self, addr: int) -> vm_struct | None:
@@ -1004,7 +1016,12 @@ class Kernel:
 
     def _map_vm_area(self, area: vm_struct, prot: int, pages: Sequence[Page]) -> int:
         """map_vm_area() for callers that made the area and checked the pages."""
-        return self.vmap_page_range_(area.addr, pages[:self.get_vm_area_size(area) >> PAGE_SHIFT], prot)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "map_vm_area")
+        try:
+            return self.vmap_page_range_(area.addr, pages[:self.get_vm_area_size(area) >> PAGE_SHIFT], prot)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def _check_live_area(self, who: str, area: object) -> None:
         if not isinstance(area, vm_struct):
@@ -1075,7 +1092,7 @@ class Kernel:
         if found is not area:
             raise BadAddressError(f"kernel BUG at mm/vmalloc.c: free_vm_area: {area.addr:#x} is not a live area")
         self._check_release("free_vm_area", area.addr, False)
-        self.remove_vm_area(area.addr)
+        self.remove_vm_area_(area.addr)
 
     def _check_release(self, who: str, addr: int, frees_pages: bool) -> None:
         """Refuse to release an area the caller does not own as asked: the page array of
@@ -1095,45 +1112,60 @@ class Kernel:
 
     def vunmap__(self, addr: int | None, deallocate_pages: bool, who: str = "vfree") -> None:
         """__vunmap(): remove the area; with ``deallocate_pages`` free its pages too."""
-        if addr is None or addr == 0:
-            return
-        _check_addr(who, addr)
-        if addr & (PAGE_SIZE - 1):
-            msg = f"Trying to {who}() bad address ({self.pr_ptr(addr)})"
-            self.machine.warn(msg)
-            # Deviation: the kernel WARNs and returns; the model raises so misuse is seen.
-            raise BadAddressError(msg)
-        if (not deallocate_pages and addr in self._vm_pages) or addr in self._array_owner:
-            self._check_release("vfree" if deallocate_pages else "vunmap", addr, deallocate_pages)
-        area = self.remove_vm_area(addr)
-        if area is None:
-            msg = f"Trying to {who}() nonexistent vm area ({self.pr_ptr(addr)})"
-            self.machine.warn(msg)
-            raise (DoubleFreeError if self._was_freed(addr) else BadAddressError)(msg)
-        self._vm_pages.discard(addr)
-        if deallocate_pages and area.pages is not None:
-            self._free_pages_of(area.pages[:area.nr_pages])
-            arr = self._pages_array_addr.pop(id(area), None)
-            if arr is not None:  # the page array was vmalloc()ed too
-                del self._array_owner[arr]
-                self.vunmap__(arr, True)
-        self.machine.charge(self._cpu, "kfree", self.cost.kmalloc)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "__vunmap")
+        try:
+            if addr is None or addr == 0:
+                return
+            _check_addr(who, addr)
+            if addr & (PAGE_SIZE - 1):
+                msg = f"Trying to {who}() bad address ({self.pr_ptr(addr)})"
+                self.machine.warn(msg)
+                # Deviation: the kernel WARNs and returns; the model raises so misuse is seen.
+                raise BadAddressError(msg)
+            if (not deallocate_pages and addr in self._vm_pages) or addr in self._array_owner:
+                self._check_release("vfree" if deallocate_pages else "vunmap", addr, deallocate_pages)
+            area = self.remove_vm_area_(addr)
+            if area is None:
+                msg = f"Trying to {who}() nonexistent vm area ({self.pr_ptr(addr)})"
+                self.machine.warn(msg)
+                raise (DoubleFreeError if self._was_freed(addr) else BadAddressError)(msg)
+            self._vm_pages.discard(addr)
+            if deallocate_pages and area.pages is not None:
+                self._free_pages_of(area.pages[:area.nr_pages])
+                arr = self._pages_array_addr.pop(id(area), None)
+                if arr is not None:  # the page array was vmalloc()ed too
+                    del self._array_owner[arr]
+                    self.vunmap__(arr, True)
+            self.machine.charge(self._cpu, "kfree", self.cost.kmalloc)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def _was_freed(self, addr: int) -> bool:
         return False
 
     def vfree(self, addr: int | None) -> None:
         """Free a vmalloc()ed area and its pages (NULL is a no-op)."""
-        if self.tracer is not None:
-            if addr is not None:
-                _check_addr("vfree", addr)  # refused before the tracepoint fires
-            self.trace("vfree", addr=addr or 0)
-        self.vunmap__(addr, True, "vfree")
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vfree")
+        try:
+            if self.tracer is not None:
+                if addr is not None:
+                    _check_addr("vfree", addr)  # refused before the tracepoint fires
+                self.trace("vfree", addr=addr or 0)
+            self.vunmap__(addr, True, "vfree")
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vunmap(self, addr: int | None) -> None:
         """Release a vmap()ed area (the pages stay the caller's)."""
-        # 2.6.28's __vunmap() printed "vfree()" for vunmap() too (6.3 gave vunmap() its own)
-        self.vunmap__(addr, False, self.vunmap_name)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vunmap")
+        try:
+            # 2.6.28's __vunmap() printed "vfree()" for vunmap() too (6.3 gave vunmap() its own)
+            self.vunmap__(addr, False, self.vunmap_name)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vmap(self, pages: Sequence[Page], count: int, flags: int = VM_MAP,
              prot: int = PAGE_KERNEL) -> int | None:
@@ -1141,16 +1173,21 @@ class Kernel:
         self._check_pages("vmap", pages, count)
         self._check_flags("vmap", flags, self.caller_vm_flags)
         _check_int("vmap", "prot", prot)
-        if count > self.num_physpages:
-            return None
-        area = self.get_vm_area_node__(count << PAGE_SHIFT, flags, self.VMALLOC_START,
-                                       self.VMALLOC_END, -1, GFP_KERNEL, _caller_symbol(1))
-        if area is None:
-            return None
-        if self._map_vm_area(area, prot, pages):
-            self.vunmap(area.addr)
-            return None
-        return area.addr
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "vmap")
+        try:
+            if count > self.num_physpages:
+                return None
+            area = self.get_vm_area_node__(count << PAGE_SHIFT, flags, self.VMALLOC_START,
+                                           self.VMALLOC_END, -1, GFP_KERNEL, _caller_symbol(1))
+            if area is None:
+                return None
+            if self._map_vm_area(area, prot, pages):
+                self.vunmap(area.addr)
+                return None
+            return area.addr
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def _check_pages(self, who: str, pages: Sequence[Page], count: int) -> None:
         """``count`` pages of this kernel's machine, each allocated (the fast path is a
@@ -1187,37 +1224,42 @@ class Kernel:
     def vmalloc_area_node__(self, area: vm_struct, gfp_mask: int, prot: int, node: int,
                             caller: str) -> int | None:
         """__vmalloc_area_node(): allocate the pages (and page array) and map them."""
-        nr_pages = self.get_vm_area_size(area) >> PAGE_SHIFT
-        array_size = nr_pages * 8
-        area.nr_pages = nr_pages
-        pages: list[Page] = []
-        if array_size > PAGE_SIZE:
-            # The page array itself is vmalloc()ed: a second area shows in vmallocinfo.
-            arr = self.vmalloc_node__(array_size, gfp_mask | GFP_ZERO__, PAGE_KERNEL, node, caller)
-            if arr is None:
-                area.nr_pages = 0
-                self.remove_vm_area(area.addr)
-                return None
-            area.flags |= self.vpages_flag
-            self._pages_array_addr[id(area)] = arr
-            self._array_owner[arr] = area.addr
-        else:
-            self.machine.charge(self._cpu, "__kmalloc", self.cost.kmalloc)
-        area.pages = pages
-        area.caller = caller  # 2.6.27 and 2.6.28 both set area->caller here
-        self._vm_pages.add(area.addr)
-        for i in range(nr_pages):
-            page = self._alloc_page(node, gfp_mask)
-            if page is None:
-                # Successfully allocated i pages, free them in __vunmap()
-                area.nr_pages = i
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "__vmalloc_area_node")
+        try:
+            nr_pages = self.get_vm_area_size(area) >> PAGE_SHIFT
+            array_size = nr_pages * 8
+            area.nr_pages = nr_pages
+            pages: list[Page] = []
+            if array_size > PAGE_SIZE:
+                # The page array itself is vmalloc()ed: a second area shows in vmallocinfo.
+                arr = self.vmalloc_node__(array_size, gfp_mask | GFP_ZERO__, PAGE_KERNEL, node, caller)
+                if arr is None:
+                    area.nr_pages = 0
+                    self.remove_vm_area_(area.addr)
+                    return None
+                area.flags |= self.vpages_flag
+                self._pages_array_addr[id(area)] = arr
+                self._array_owner[arr] = area.addr
+            else:
+                self.machine.charge(self._cpu, "__kmalloc", self.cost.kmalloc)
+            area.pages = pages
+            area.caller = caller  # 2.6.27 and 2.6.28 both set area->caller here
+            self._vm_pages.add(area.addr)
+            for i in range(nr_pages):
+                page = self._alloc_page(node, gfp_mask)
+                if page is None:
+                    # Successfully allocated i pages, free them in __vunmap()
+                    area.nr_pages = i
+                    self.vfree(area.addr)
+                    return None
+                pages.append(page)
+            if self._map_vm_area(area, prot, pages):
                 self.vfree(area.addr)
                 return None
-            pages.append(page)
-        if self._map_vm_area(area, prot, pages):
-            self.vfree(area.addr)
-            return None
-        return area.addr
+            return area.addr
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vmalloc_area__(self, area: vm_struct, gfp_mask: int, prot: int) -> int | None:
         """__vmalloc_area(area, gfp_mask, prot): the area's caller becomes this call's
@@ -1241,16 +1283,21 @@ class Kernel:
             _check_int("__vmalloc_node", "prot", prot)
         if node != -1:
             self._check_node("__vmalloc_node", node)
-        size = (size + PAGE_SIZE - 1) & PAGE_MASK
-        if not size or (size >> PAGE_SHIFT) > self.num_physpages:
-            # a model note: 2.6.28's __vmalloc_node() returns NULL here without a message
-            self.machine.warn(f"vmapsim: vmalloc of {size} bytes refused: 0 or more than physical memory")
-            return None
-        area = self.get_vm_area_node__(size, VM_ALLOC, self.VMALLOC_START, self.VMALLOC_END,
-                                       node, gfp_mask, caller)
-        if area is None:
-            return None
-        return self.vmalloc_area_node__(area, gfp_mask, prot, node, caller)
+        chain_cpu = self._cpu
+        chain = self.machine.enter(chain_cpu, "__vmalloc_node")
+        try:
+            size = (size + PAGE_SIZE - 1) & PAGE_MASK
+            if not size or (size >> PAGE_SHIFT) > self.num_physpages:
+                # a model note: 2.6.28's __vmalloc_node() returns NULL here without a message
+                self.machine.warn(f"vmapsim: vmalloc of {size} bytes refused: 0 or more than physical memory")
+                return None
+            area = self.get_vm_area_node__(size, VM_ALLOC, self.VMALLOC_START, self.VMALLOC_END,
+                                           node, gfp_mask, caller)
+            if area is None:
+                return None
+            return self.vmalloc_area_node__(area, gfp_mask, prot, node, caller)
+        finally:
+            self.machine.leave(chain_cpu, chain)
 
     def vmalloc__(self, size: int, gfp_mask: int = GFP_KERNEL | GFP_HIGHMEM__,
                   prot: int = PAGE_KERNEL) -> int | None:
