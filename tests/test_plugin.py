@@ -108,7 +108,7 @@ def test_replay_trace_on_the_toy(toy: type[Kernel], capsys: pytest.CaptureFixtur
     rc, out = run_cli(capsys, "replay", "--trace", path, "--design", "2.6.28,toy", "--json",
                       "--no-vmallocinfo")
     assert rc == 0
-    runs = {r["design"]: r for r in json.loads(out)["replays"]}
+    runs = {r["design"]: r for r in json.loads(out)["results"]}
     assert set(runs) == {"2.6.28", "toy-9.9"}
     toy_run, base = runs["toy-9.9"], runs["2.6.28"]
     assert toy_run["alloc_compared"] == base["alloc_compared"] > 1000
@@ -122,11 +122,12 @@ def test_replay_vmallocinfo_on_the_toy(toy: type[Kernel], capsys: pytest.Capture
     path = str(REAL / "xfsdir" / "vmallocinfo-after.txt")
     rc, out = run_cli(capsys, "replay", "--vmallocinfo", path, "--design", "toy", "--json")
     assert rc == 0
-    doc = json.loads(out)
+    (doc,) = json.loads(out)["results"]
     snap = vi.read_vmallocinfo(path)
     assert doc["design"] == "toy-9.9"
-    assert doc["rebuilt"] == len(snap.areas) - sum(doc["not_modelled"].values()) > 100
+    assert doc["rebuilt"] == len(snap.areas) - sum(c["count"] for c in doc["not_modelled"]) > 100
     assert doc["model"]["by_kind"]["vm_map_ram"] == doc["captured"]["by_kind"]["vm_map_ram"] > 0
+    assert doc["compare"]["by_kind"]["vm_map_ram"] == {"kernel": 3, "model": 3}
     rc, out = run_cli(capsys, "replay", "--vmallocinfo", path, "--design", "toy")
     assert rc == 0 and "rebuilt on design toy-9.9" in out
 
@@ -141,7 +142,7 @@ def test_trace_then_replay_on_the_toy(toy: type[Kernel], capsys: pytest.CaptureF
     assert {"alloc", "free", "map_ram", "purge"} <= {op.kind for op in t.ops}
     rc, out = run_cli(capsys, "replay", "--trace", str(out_file), "--design", "toy", "--json",
                       "--no-vmallocinfo")
-    doc = json.loads(out)
+    (doc,) = json.loads(out)["results"]
     assert rc == 0 and doc["design"] == "toy-9.9"
     assert doc["alloc_compared"] + doc["map_compared"] > 500
     assert doc["match_rate"] == 1.0 and doc["model_purges"] == doc["kernel_purges"] > 0  # its own trace, exactly

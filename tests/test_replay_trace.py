@@ -211,7 +211,7 @@ def test_commands_trace_then_replay(tmp_path: pytest.TempPathFactory, capsys: py
     assert main(["trace", "--workload", "xfsdir", "--ops", "800", "--cpus", "2", "--out", out]) == 0
     capsys.readouterr()
     assert main(["replay", "--trace", out, "--design", "rewrite", "--json", "--no-vmallocinfo"]) == 0
-    d = json.loads(capsys.readouterr().out)
+    (d,) = json.loads(capsys.readouterr().out)["results"]
     assert d["match_rate"] == 1.0 and d["map_compared"] > 300 and d["check_ok"]
     with open(out, "a") as f:
         f.write("rubbish\n")
@@ -382,11 +382,11 @@ def test_command_defaults_to_61_and_names_it(capsys: pytest.CaptureFixture[str])
     assert "address match (decisions): 589/589 = 100.0%" in out and "free-run mode: 589/589 = 100.0%" in out
     assert "all 141 lines equal" in out
     assert main(["replay", "--trace", path, "--design", "linux-6.1", "--json", "--no-vmallocinfo"]) == 0
-    d = json.loads(capsys.readouterr().out)
+    (d,) = json.loads(capsys.readouterr().out)["results"]
     assert d["design"] == "6.1" and d["mode"] == "decision" and d["following_purges"]
     assert d["decision_rate"] == d["free_run_rate"] == 1.0 and d["after"]["lines_equal"]
     assert main(["replay", "--trace", path, "--free-run", "--json", "--no-vmallocinfo"]) == 0
-    d = json.loads(capsys.readouterr().out)
+    (d,) = json.loads(capsys.readouterr().out)["results"]
     assert d["mode"] == "free-run" and d["rates"] == {"decision": {"matched": 589, "compared": 589}}
 
 

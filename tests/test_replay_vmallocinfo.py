@@ -157,7 +157,7 @@ def test_command_rebuilds_and_prints(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_command_json_and_bad_file(tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", "--vmallocinfo", HASHED, "--json", "--no-vmallocinfo"]) == 0
-    d = json.loads(capsys.readouterr().out)
+    (d,) = json.loads(capsys.readouterr().out)["results"]
     assert d["hashed"] and d["rebuilt"] == len(_raw(HASHED))
     bad = os.path.join(str(tmp_path), "bad.txt")
     with open(bad, "w") as f:
@@ -250,8 +250,10 @@ def test_command_rebuilds_on_61_by_default_line_for_line(capsys: pytest.CaptureF
     assert "VMALLOC_START 0xffffd57440000000 as the capture's; 483 at their captured address" in out
     assert "rendered back line for line in (address, size, kind): all 483 lines" in out
     assert main(["replay", "--vmallocinfo", FORK_AFTER, "--json", "--vmalloc-start", "0xffffc90000000000"]) == 0
-    d = json.loads(capsys.readouterr().out)
-    assert d["design"] == "6.1" and d["vmalloc_start"] == 0xFFFFC90000000000 and d["compare"]["lines_equal"]
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["parameters"]["vmalloc_start"] == "0xffffc90000000000"
+    (d,) = doc["results"]
+    assert d["design"] == "6.1" and d["vmalloc_start"] == "0xffffc90000000000" and d["compare"]["lines_equal"]
     snap = vi.read_vmallocinfo(FORK_AFTER)
     delta = 0xFFFFC90000000000 - 0xFFFFD57440000000
     got = [(a.start, a.size, a.label) for a in vi.parse_vmallocinfo(d["vmallocinfo"]).areas]

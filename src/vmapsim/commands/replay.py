@@ -4,12 +4,14 @@ on the model and compare."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+import time
 from typing import Any
 
 from ._args import CPUS_HELP, DEFAULT_CPUS, add_cpus, add_design, integer
+from ._result import (add_formats, counts, hexaddr, pair, pairs, parameters, print_json, progress, snake,
+                      write_csv)
 
 NAME = "replay"
 HELP = "replay a real /proc/vmallocinfo snapshot or ftrace trace on the model and compare"
@@ -42,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--vmallocinfo: the model's VMALLOC_START (default: the snapshot's lowest "
                         "area rounded down to 1 GiB, the captured kernel's own base)")
     p.add_argument("--no-vmallocinfo", action="store_true", help="do not print the model's vmallocinfo")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_formats(p, "the per-kind comparison (design, kind, kernel and model areas and bytes)")
 
 
 def _block_pages(text: str) -> int | str:
@@ -69,15 +71,21 @@ def run(args: argparse.Namespace) -> int:
 
     status = 0
     names: list[str] = args.design
-    docs: list[dict[str, Any]] = []  # --json: one result per design, printed together
+    params = parameters(args, vmalloc_start=hexaddr(args.vmalloc_start))
+    args.json = args.json or args.csv  # both collect the results first
+    docs: list[dict[str, Any]] = []  # --json/--csv: one result per design, printed together
+    t0 = time.perf_counter()
     try:
         for i, design in enumerate(names):
             if i and not args.json:
                 print()
             args.design = design  # one design per pass
-            status = max(status, _run_snapshot(args, docs) if args.vmallocinfo else _run_trace(args, docs))
-        if args.json:
-            print(json.dumps(docs[0] if len(docs) == 1 else {"replays": docs}, indent=1, default=str))
+            with progress(args, f"replaying on {design}"):
+                status = max(status, _run_snapshot(args, docs) if args.vmallocinfo else _run_trace(args, docs))
+        if args.csv:
+            write_csv(CSV_FIELDS, kind_rows(docs))
+        elif args.json:
+            print_json(NAME, params, docs, time.perf_counter() - t0)
         return status
     except InputFormatError as e:
         print(f"vmapsim replay: {e}", file=sys.stderr)
@@ -87,6 +95,65 @@ def run(args: argparse.Namespace) -> int:
     except VmapError as e:
         print(f"vmapsim replay: {e}", file=sys.stderr)
         return 1
+
+
+#: --csv's columns: one row per kind of area, captured (kernel) beside the model
+CSV_FIELDS = ("design", "kind", "kernel_areas", "model_areas", "kernel_bytes", "model_bytes")
+
+
+def kind_rows(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-kind comparison of each design's result (a trace's: its after snapshot's)."""
+    rows = []
+    for d in docs:
+        cmp = d.get("compare") or d.get("after") or {}
+        nbytes = cmp.get("bytes_by_kind", {})
+        for kind, n in cmp.get("by_kind", {}).items():
+            b = nbytes.get(kind, {"kernel": None, "model": None})
+            rows.append({"design": d["design"], "kind": kind, "kernel_areas": n["kernel"],
+                         "model_areas": n["model"], "kernel_bytes": b["kernel"], "model_bytes": b["model"]})
+    return rows
+
+
+def compare_json(cmp: dict[str, Any] | None) -> dict[str, Any] | None:
+    """vmallocinfo.compare()'s result with labelled pairs."""
+    if cmp is None:
+        return None
+    out = dict(cmp)
+    for key in ("by_kind", "bytes_by_kind"):
+        if key in out:
+            out[key] = pairs(out[key])
+    diff = out.get("first_line_difference")
+    if diff is not None:
+        out["first_line_difference"] = {"index": diff["index"], **pair(diff["captured"], diff["model"])}
+    return out
+
+
+def trace_json(d: dict[str, Any]) -> dict[str, Any]:
+    """ReplayResult.to_dict() in the one JSON shape: addresses in hex, pairs labelled,
+    counters keyed by sentences as lists."""
+    d = dict(d)
+    for key in ("kernel_base", "model_base"):
+        d[key] = hexaddr(d[key])
+    fm = d.get("first_mismatch")
+    if fm is not None:
+        d["first_mismatch"] = {"line": fm[0], **pair(hexaddr(fm[1]), hexaddr(fm[2]))}
+    mm = d.get("mismatch")
+    if mm is not None:
+        mm = dict(mm)
+        mm["kernel"], mm["model"] = hexaddr(mm["kernel"]), hexaddr(mm["model"])
+        for key in ("free_near_kernel", "free_near_model"):
+            mm[key] = [{"start": hexaddr(a), "end": hexaddr(b)} for a, b in mm[key]]
+        d["mismatch"] = mm
+    d["lazy"] = [{"line": line, **pair(k, m)} for line, k, m in d.get("lazy", [])]
+    d["rates"] = {snake(m): r for m, r in d.get("rates", {}).items()}
+    for key in ("skipped", "errors", "notes"):
+        d[key] = counts(d.get(key, {}))
+    if d.get("initial") is not None:
+        ini = dict(d["initial"])
+        ini["skipped"], ini["notes"] = counts(ini["skipped"]), counts(ini["notes"])
+        d["initial"] = ini
+    d["after"] = compare_json(d.get("after"))
+    return d
 
 
 def _bad_lines(bad: list[Any], what: str, total: int) -> list[str]:
@@ -123,11 +190,11 @@ def _run_snapshot(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
         cmp.update(vi.compare_lines(inside, mod.areas, delta))
     if args.json:
         docs.append({"design": k.design, "file": snap.path, "format": snap.fmt, "hashed": snap.hashed,
-                     "vmalloc_start": k.VMALLOC_START, "kernel_base": rep.kernel_base,
+                     "vmalloc_start": hexaddr(k.VMALLOC_START), "kernel_base": hexaddr(rep.kernel_base),
                      "bad_lines": [str(e) for e in snap.bad],
                      "bad_line_count": snap.bad_count, "rebuilt": len(rep.placed),
-                     "not_modelled": dict(rep.skipped), "partly_modelled": dict(rep.notes),
-                     "captured": captured, "model": model, "compare": cmp,
+                     "not_modelled": counts(rep.skipped), "partly_modelled": counts(rep.notes),
+                     "captured": captured, "model": model, "compare": compare_json(cmp),
                      "vmallocinfo": None if args.no_vmallocinfo else text})
         return 0
     print(f"vmapsim replay on design {k.design} ({_kernel_of(k.design)}): {snap.path}: "
@@ -193,12 +260,12 @@ def _run_trace(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     k, res = rp.replay_trace(trace, args.design, before, after, bp, args.follow_purges,
                              free_run=args.free_run, both_modes=True)
     if args.json:
-        d = res.to_dict()
+        d = trace_json(res.to_dict())
         d["trace"] = {"file": trace.path, "lines": trace.lines, "events": trace.events,
                       "forms": sorted(trace.forms), "bad_lines": [str(e) for e in trace.bad],
                       "bad_line_count": trace.bad_count,
                       "lost_events": trace.lost_events, "unfinished_calls": trace.unfinished}
-        d["before"], d["after_file"] = before_path, after_path
+        d["snapshots"] = {"before": before_path, "after": after_path}
         if not args.no_vmallocinfo:
             d["vmallocinfo"] = res.vmallocinfo
         docs.append(d)
