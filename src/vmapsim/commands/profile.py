@@ -12,6 +12,7 @@ sender: ICR writes and the wait for every acknowledgement),
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from ..hw.cost import get_preset
 from ..hw.locks import is_lock_wait
 from ..sim.run import RunResult
 from ..sim.run import run as simulate
+from . import _stacks
 from ._args import add_design, positive_float
 from ._result import add_formats, parameters, print_json, progress, write_csv
 from .bench import add_common, cost_preset, default_pages, positive
@@ -36,6 +38,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=positive, default=25, help="lines to list (default 25)")
     p.add_argument("--tick", type=positive_float, default=1000.0,
                    help="simulated ns per tick (default 1000: one tick per microsecond)")
+    chains = p.add_argument_group("call chains", _stacks.LOCK_ROWS_HELP)
+    chains.add_argument("--folded", action="store_true",
+                        help="print folded stacks ('vfree;__vunmap;remove_vm_area;... ticks' per line), "
+                             "the input of flamegraph.pl, inferno-flamegraph and speedscope")
+    chains.add_argument("--flamegraph", metavar="FILE.svg",
+                        help="draw a flame graph of the call chains to FILE (svg, png or pdf)")
+    chains.add_argument("--per-cpu", action="store_true",
+                        help="split by CPU: a listing per CPU, or a cpuN frame at the root of each stack")
+    chains.add_argument("--callers", metavar="FUNC",
+                        help="who called into kernel function FUNC, with the time spent in it")
     add_formats(p, "the listed entries (design, function, ns, ticks, share)")
 
 
@@ -52,6 +64,15 @@ def run(args: argparse.Namespace) -> int:
     if args.tick <= 0:
         print("vmapsim profile: --tick must be positive", file=sys.stderr)
         return 2
+    if args.flamegraph is not None:
+        out_dir = os.path.dirname(os.path.abspath(args.flamegraph))
+        if not os.path.isdir(out_dir):
+            print(f"vmapsim profile: --flamegraph {args.flamegraph}: no directory {out_dir}", file=sys.stderr)
+            return 2
+        if not args.flamegraph.lower().endswith((".svg", ".png", ".pdf")):
+            print(f"vmapsim profile: --flamegraph {args.flamegraph}: name an .svg, .png or .pdf file",
+                  file=sys.stderr)
+            return 2
     results = []
     t0 = time.perf_counter()
     try:
@@ -69,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"vmapsim profile: {e}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - t0
+    if args.folded or args.flamegraph or args.callers or args.per_cpu:
+        return chain_views(results, args)
     if args.json or args.csv:
         out = [profile_json(r, args.tick, args.top) for r in results]
         if args.json:
@@ -162,3 +185,40 @@ def seed_notes(r: RunResult, total: float) -> list[str]:
             out.append(f"# vmap layer: {xfsdir.vmap_share(r.profile):.2%} of non-idle time (other work "
                        f"fitted to it); seed's after profile: {xfsdir.SEED_AFTER_VMAP_SHARE:.2%}")
     return out
+
+
+def chain_views(results: list[RunResult], args: argparse.Namespace) -> int:
+    """--folded, --flamegraph, --callers and --per-cpu (each design's run in turn)."""
+    for i, r in enumerate(results):
+        stacks = _stacks.run_stacks(r, args.per_cpu)
+        what = (f"{r.design}, {r.workload}, {r.threads} threads on {r.cpus} CPUs, "
+                f"{r.ops_per_thread} ops/thread, cost {r.cost}")
+        if args.flamegraph:
+            path = args.flamegraph
+            if len(results) > 1:
+                root, ext = os.path.splitext(path)
+                path = f"{root}-{r.design}{ext}"
+            _stacks.draw_flamegraph(stacks, path, f"Simulated time by kernel call chain: {what}")
+            print(f"vmapsim profile: wrote {path}", file=sys.stderr)
+        if args.folded:
+            for line in _stacks.folded_lines(stacks, args.tick):
+                print(line)
+        elif args.callers:
+            if i:
+                print()
+            if not _stacks.print_callers(r.stacks(), args.callers, args.tick, args.top):
+                print(f"vmapsim profile: {args.callers} did not run in {r.design}'s profile "
+                      f"(the chains name e.g. "
+                      f"{', '.join(sorted(_stacks.known_functions(r.stacks()))[:6])})", file=sys.stderr)
+                return 1
+        elif args.per_cpu and not args.flamegraph:
+            if i:
+                print()
+            print(f"# vmapsim profile: {what}")
+            for cpu in sorted(r.cpu_stacks):
+                flat: dict[str, float] = {}
+                for chain, ns in r.cpu_stacks[cpu].items():
+                    flat[chain[-1]] = flat.get(chain[-1], 0.0) + ns
+                print(f"# CPU {cpu}")
+                print_listing(flat, args.tick, args.top)
+    return 0

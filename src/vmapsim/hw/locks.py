@@ -110,7 +110,7 @@ class SpinLock(_LockBase):
             self.acquisitions += 1
             ns = self.machine.cost.lock_acquire
             cpu.clock += ns
-            prof = cpu.prof
+            prof = cpu.cprof
             prof[self._fn] = prof.get(self._fn, 0.0) + ns
             return
         self._take(cpu, self._until(cpu.clock), self._fn, self._wait_fn)

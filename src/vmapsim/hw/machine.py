@@ -4,6 +4,13 @@ Knows nothing of vmalloc. Every primitive charges its cost (from the CostModel) 
 the CPU that does the work, under the name of the kernel function that does it, so
 ``cpu.clock`` is that CPU's simulated time in ns and ``cpu.prof`` its profile.
 
+Call chains: each CPU has a current ``Frame`` (``cpu.frame``), a node of that CPU's
+tree of call chains (interned: one node per distinct chain), which the kernel code
+moves with ``Machine.enter``/``Machine.leave`` at its API entry points and main
+internal functions. A charge lands in the current frame's own dict (``cpu.cprof``,
+leaf function -> ns), so the chain costs a charge nothing; ``cpu.prof`` (the flat
+profile) sums the frames, and ``cpu.stacks()`` lists (chain, leaf) -> ns.
+
 TLB model: each CPU caches translations (page-aligned virtual address -> Page) on
 access. A *global* flush (x86 ``flush_tlb_all``: a local flush plus an IPI to every
 other CPU) bumps a generation number; each other CPU drops its TLB and pays its IPI
@@ -31,12 +38,45 @@ def pr_ptr(addr: int) -> str:
     return f"{addr:016x}"
 
 
+class Frame:
+    """One call chain of a CPU: a kernel function called from its parent's chain.
+
+    ``prof`` holds what was charged while this chain was current (leaf -> ns); the
+    root frame (``name`` "") is the CPU outside any instrumented kernel function.
+    """
+
+    __slots__ = ("name", "parent", "kids", "prof")
+
+    def __init__(self, parent: Frame | None, name: str) -> None:
+        self.name = name
+        self.parent = parent
+        self.kids: dict[str, Frame] = {}
+        self.prof: dict[str, float] = {}
+
+    def chain(self) -> tuple[str, ...]:
+        """The function names from the outermost caller down to this frame."""
+        names: list[str] = []
+        f: Frame | None = self
+        while f is not None and f.parent is not None:
+            names.append(f.name)
+            f = f.parent
+        return tuple(reversed(names))
+
+    def walk(self) -> Iterable[Frame]:
+        """This frame and every frame below it."""
+        todo = [self]
+        while todo:
+            f = todo.pop()
+            yield f
+            todo.extend(f.kids.values())
+
+
 class CPU:
     """One CPU: its clock (ns), its TLB, its profile, whether it is idle (halted)."""
 
     __slots__ = (
-        "id", "socket", "node", "clock", "tlb", "tlb_gen", "ipi_gen", "prof", "idle",
-        "ipis_received", "tlb_misses", "tgroup", "xfer",
+        "id", "socket", "node", "clock", "tlb", "tlb_gen", "ipi_gen", "cprof", "idle",
+        "ipis_received", "tlb_misses", "tgroup", "xfer", "frame", "root",
     )
 
     def __init__(self, cpu_id: int, socket: int, node: int) -> None:
@@ -49,7 +89,10 @@ class CPU:
         self.tlb_gen = 0
         #: global flushes whose IPI this CPU has handled (and paid for); <= tlb_gen
         self.ipi_gen = 0
-        self.prof: dict[str, float] = {}
+        #: the call-chain tree, the current chain, and its profile (what charges update)
+        self.root = Frame(None, "")
+        self.frame = self.root
+        self.cprof: dict[str, float] = self.root.prof
         self.idle = True
         self.ipis_received = 0
         self.tlb_misses = 0
@@ -57,6 +100,39 @@ class CPU:
         #: group (``xfer[other.tgroup]``; set by Machine from ``cost.topology_tables``)
         self.tgroup = 0
         self.xfer: list[float] = [0.0]
+
+    @property
+    def prof(self) -> dict[str, float]:
+        """The flat profile: kernel function (or lock wait) -> simulated ns, every chain summed."""
+        root = self.root
+        if not root.kids:
+            return dict(root.prof)
+        out: dict[str, float] = {}
+        for f in root.walk():
+            for fn, ns in f.prof.items():
+                out[fn] = out.get(fn, 0.0) + ns
+        return out
+
+    def stacks(self) -> dict[tuple[str, ...], float]:
+        """Simulated ns by call chain ending in its leaf function: (outermost, ..., leaf) -> ns.
+
+        A leaf charged under its own name inside its own frame (``remove_vm_area``'s list
+        walk, in ``remove_vm_area``) is not repeated.
+        """
+        out: dict[tuple[str, ...], float] = {}
+        for f in self.root.walk():
+            if not f.prof:
+                continue
+            chain = f.chain()
+            for fn, ns in f.prof.items():
+                key = chain if chain and chain[-1] == fn else chain + (fn,)
+                out[key] = out.get(key, 0.0) + ns
+        return out
+
+    def clear_profile(self) -> None:
+        """Forget every charge (the clock stays); the current chain stays current."""
+        for f in self.root.walk():
+            f.prof.clear()
 
     def __repr__(self) -> str:
         return f"CPU({self.id}, socket={self.socket}, node={self.node}, clock={self.clock:.0f}ns)"
@@ -132,10 +208,29 @@ class Machine:
     # -- accounting ------------------------------------------------------------------
     @staticmethod
     def charge(cpu: CPU, fn: str, ns: float) -> None:
-        """Charge ``ns`` of work done in kernel function ``fn`` to ``cpu``."""
+        """Charge ``ns`` of work done in kernel function ``fn`` to ``cpu`` (and its chain)."""
         cpu.clock += ns
-        prof = cpu.prof
+        prof = cpu.cprof
         prof[fn] = prof.get(fn, 0.0) + ns
+
+    @staticmethod
+    def enter(cpu: CPU, fn: str) -> Frame:
+        """``cpu`` calls kernel function ``fn``: its chain grows by ``fn``. Returns the
+        chain to give back to ``leave`` (which restores it even if calls between did
+        not leave, e.g. an exception passed through them)."""
+        parent = cpu.frame
+        f = parent.kids.get(fn)
+        if f is None:
+            f = parent.kids[fn] = Frame(parent, fn)
+        cpu.frame = f
+        cpu.cprof = f.prof
+        return parent
+
+    @staticmethod
+    def leave(cpu: CPU, frame: Frame) -> None:
+        """``cpu`` returns to the chain ``frame`` (what ``enter`` returned)."""
+        cpu.frame = frame
+        cpu.cprof = frame.prof
 
     def warn(self, msg: str) -> None:
         """A kernel WARN/printk: kept in ``warnings`` (the model's dmesg)."""
@@ -224,7 +319,7 @@ class Machine:
         self.pte_writes += n
         ns = n * self.cost.pte_write
         cpu.clock += ns
-        prof = cpu.prof
+        prof = cpu.cprof
         prof[fn] = prof.get(fn, 0.0) + ns
         return err
 
@@ -445,7 +540,7 @@ class Machine:
         c = self.cost
         ns = misses * c.tlb_miss + len(out) * c.touch
         cpu.clock += ns
-        prof = cpu.prof
+        prof = cpu.cprof
         prof[fn] = prof.get(fn, 0.0) + ns
         if misses:
             self.tlb_misses += misses

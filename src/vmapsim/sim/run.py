@@ -43,7 +43,8 @@ IDLE_FN = "default_idle"
 
 @dataclass
 class RunResult:
-    """Figures of one run (see ``run``); ``profile`` maps function -> simulated ns."""
+    """Figures of one run (see ``run``); ``profile`` maps function -> simulated ns,
+    ``cpu_stacks`` CPU -> call chain (outermost function, ..., leaf) -> simulated ns."""
 
     design: str
     workload: str
@@ -66,11 +67,22 @@ class RunResult:
     seed: int
     steps: int
     profile: dict[str, float] = field(default_factory=dict, repr=False)
+    cpu_stacks: dict[int, dict[tuple[str, ...], float]] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
-        del d["profile"]
+        del d["profile"], d["cpu_stacks"]
         return d
+
+    def stacks(self, cpu: int | None = None) -> dict[tuple[str, ...], float]:
+        """Simulated ns by call chain, summed over every CPU (or of CPU ``cpu`` only)."""
+        if cpu is not None:
+            return dict(self.cpu_stacks.get(cpu, {}))
+        out: dict[tuple[str, ...], float] = {}
+        for stacks in self.cpu_stacks.values():
+            for chain, ns in stacks.items():
+                out[chain] = out.get(chain, 0.0) + ns
+        return out
 
 
 def default_cost(workload: str) -> str:
@@ -144,7 +156,7 @@ def run(
     for c in m.cpus:
         m.sync(c)  # flushes of the setup reach idle CPUs for free
         c.clock = t0
-        c.prof = {}
+        c.clear_profile()
     base = {key: getattr(m, key) for key in ("ipis", "tlb_flushes", "lock_wait_ns")}
     base_recv = sum(c.ipis_received for c in m.cpus)
     base_purges = k.purges
@@ -168,12 +180,17 @@ def run(
         k.check()
     n = len(lat)
     prof: dict[str, float] = {}
+    cpu_stacks: dict[int, dict[tuple[str, ...], float]] = {}
     for c in m.cpus:
         for fn, ns in c.prof.items():
             prof[fn] = prof.get(fn, 0.0) + ns
+        stacks = c.stacks()
         idle = t_end - c.clock
         if idle > 0:
             prof[IDLE_FN] = prof.get(IDLE_FN, 0.0) + idle
+            stacks[(IDLE_FN,)] = stacks.get((IDLE_FN,), 0.0) + idle
+        if stacks:
+            cpu_stacks[c.id] = stacks
     return RunResult(
         design=k.design,
         workload=workload,
@@ -196,4 +213,5 @@ def run(
         seed=seed,
         steps=eng.steps,
         profile=prof,
+        cpu_stacks=cpu_stacks,
     )

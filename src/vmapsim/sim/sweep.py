@@ -70,7 +70,8 @@ class Cell:
 
 PARAM_COLUMNS = tuple(f.name for f in fields(Cell))
 #: RunResult fields that repeat a parameter (``ops_per_thread`` included) are not repeated.
-_RESULT_FIELDS = tuple(f.name for f in fields(RunResult) if f.name != "profile" and f.name not in PARAM_COLUMNS)
+_RESULT_FIELDS = tuple(f.name for f in fields(RunResult)
+                       if f.name not in ("profile", "cpu_stacks") and f.name not in PARAM_COLUMNS)
 #: Per-cell fields as ``vmapsim bench --json`` gives them, less the parameters.
 RESULT_COLUMNS = _RESULT_FIELDS + ("published_ns_per_op", "deviation")
 RUN_COLUMNS = ("status", "error", "cell_seconds", "worker")
