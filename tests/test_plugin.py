@@ -65,7 +65,7 @@ def test_designs_command_lists_it(toy: type[Kernel], capsys: pytest.CaptureFixtu
     rc, out = run_cli(capsys, "designs")
     assert rc == 0 and "toy-9.9 (also: toy): Toy 9.9 (the test suite's)" in out
     rc, out = run_cli(capsys, "designs", "--json")
-    got = {d["name"]: d for d in json.loads(out)["designs"]}
+    got = {d["name"]: d for d in json.loads(out)["results"]}
     assert rc == 0 and got["toy-9.9"]["aliases"] == ["toy"]
 
 

@@ -52,6 +52,10 @@ def tour(k: Kernel) -> None:
     for i, a in enumerate(kept):
         with k.on_cpu(i):
             print(f"CPU {i} reads back: {k.read(a, 16).decode()!r}")
+    for cpu in range(k.cpus):  # the translations each CPU caches, in hex as the kernel prints them
+        ents = sorted(k.tlb_entries(cpu))
+        shown = ", ".join(f"{a:#x}" for a in ents[:6]) + (f", ... ({len(ents) - 6} more)" if len(ents) > 6 else "")
+        print(f"TLB of CPU {cpu}: {len(ents)} entries" + (f": {shown}" if ents else ""))
     k.vfree(kept.pop())
     print("\n/proc/vmallocinfo:")
     print(k.vmallocinfo(), end="")

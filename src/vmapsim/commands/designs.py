@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..mm import designs
+from ._result import print_json
 
 NAME = "designs"
 HELP = "list the designs (kernel versions of the vmap layer) the model has"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.add_argument("--json", action="store_true", help="print the list as JSON (docs/json.md)")
 
 
 def run(args: argparse.Namespace) -> int:
     infos = designs.infos()
     if args.json:
-        print(json.dumps({"designs": [
+        print_json(NAME, {}, [
             {"name": i.name, "aliases": list(i.aliases), "kernel": i.kernel, "changed": i.changed,
-             "commit": i.commit, "leaves_out": i.leaves_out} for i in infos]}, indent=2))
+             "commit": i.commit, "leaves_out": i.leaves_out} for i in infos], 0.0)
         return 0
     for i in infos:
         alias = f" (also: {', '.join(i.aliases)})" if i.aliases else ""

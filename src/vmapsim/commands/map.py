@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,6 +242,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_design(p)
     p.add_argument("--skip-bad", action="store_true", help="skip malformed input lines (counted)")
     p.add_argument("--rows", type=positive_int, default=24, help="rows of the strip (default 24)")
+    from ._result import add_formats
+
+    add_formats(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -253,13 +257,25 @@ def run(args: argparse.Namespace) -> int:
     if len(args.design) > 1:
         print("vmapsim map: --design: one design per picture", file=sys.stderr)
         return 2
+    from ._result import hexaddr, parameters, print_json, progress
+
+    params = parameters(args)
+    t0 = time.perf_counter()
     args.design = args.design[0]
     try:
-        k, what = _build(args)
-        lay = draw(k, args.out, what, args.rows)
+        with progress(args, f"drawing {args.out}"):
+            k, what = _build(args)
+            lay = draw(k, args.out, what, args.rows)
     except (InputFormatError, VmapError) as e:
         print(f"vmapsim map: {e}", file=sys.stderr)
         return 1
+    if args.json:
+        print_json(NAME, params, [{
+            "design": k.design, "out": args.out, "what": what, "vmalloc_start": hexaddr(k.VMALLOC_START),
+            "pieces": len(lay.pieces), "compressed_free_stretches": len(lay.breaks),
+            "hidden_bytes": lay.hidden, "span_bytes": lay.span,
+            "block_cpus": sorted(set(lay.block_cpus.values()))}], time.perf_counter() - t0)
+        return 0
     print(f"wrote {args.out}: {what}; {len(lay.pieces)} pieces, {len(lay.breaks)} compressed free stretches "
           f"({_human(lay.hidden)} hidden)")
     return 0

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from typing import Any
 
 from ._args import add_cpus, add_design, add_seed, nonneg_int
 from ._output import add_output
+from ._result import add_formats, parameters, print_json, progress
 
 NAME = "trace"
 HELP = "generate an ftrace-style kprobe trace of the model running a workload"
@@ -26,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_output(p, "--kprobe-events", metavar="FILE", help="also write the probe definitions here")
     add_output(p, "--vmallocinfo", metavar="FILE",
                    help="also write the model's vmallocinfo after the run (modern format)")
+    add_formats(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,22 +43,38 @@ def run(args: argparse.Namespace) -> int:
     if len(args.design) > 1:
         print("vmapsim trace: --design: one design per trace", file=sys.stderr)
         return 2
+    t0 = time.perf_counter()
     try:
-        k, rec = generate_trace(args.workload, args.ops, args.cpus, args.seed, design=args.design[0])
+        with progress(args, f"tracing {args.workload} on {args.design[0]}"):
+            k, rec = generate_trace(args.workload, args.ops, args.cpus, args.seed, design=args.design[0])
     except VmapError as e:
         print(f"vmapsim trace: {e}", file=sys.stderr)
         return 1
     text = rec.text()
+    if args.json:
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(text)
+        _write_extras(args, k, KPROBE_EVENTS, render_modern)
+        print_json(NAME, parameters(args), [{
+            "design": k.design, "workload": args.workload, "cpus": k.cpus, "events": rec.events,
+            "lines": text.count("\n"), "out": args.out,
+            "trace_text": None if args.out else text}], time.perf_counter() - t0)
+        return 0
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
         print(f"wrote {rec.events} events to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    _write_extras(args, k, KPROBE_EVENTS, render_modern)
+    return 0
+
+
+def _write_extras(args: argparse.Namespace, k: Any, kprobe_events: str, render: Any) -> None:
     if args.kprobe_events:
         with open(args.kprobe_events, "w") as f:
-            f.write(KPROBE_EVENTS)
+            f.write(kprobe_events)
     if args.vmallocinfo:
         with open(args.vmallocinfo, "w") as f:
-            f.write(render_modern(k))
-    return 0
+            f.write(render(k))
