@@ -147,8 +147,14 @@ def progress(args: argparse.Namespace, description: str, total: int | None = Non
         yield _NoProgress()
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                               TimeElapsedColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     cols: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
     if total:

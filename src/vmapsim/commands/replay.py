@@ -10,8 +10,18 @@ import time
 from typing import Any
 
 from ._args import CPUS_HELP, DEFAULT_CPUS, add_cpus, add_design, integer
-from ._result import (add_formats, counts, hexaddr, pair, pairs, parameters, print_json, progress, snake,
-                      write_csv)
+from ._result import (
+    add_formats,
+    counts,
+    hexaddr,
+    pair,
+    pairs,
+    parameters,
+    print_json,
+    progress,
+    snake,
+    write_csv,
+)
 
 NAME = "replay"
 HELP = "replay a real /proc/vmallocinfo snapshot or ftrace trace on the model and compare"
