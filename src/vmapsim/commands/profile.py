@@ -128,12 +128,12 @@ def print_profile(r: RunResult, args: argparse.Namespace) -> None:
         print(line)
 
 
-def print_listing(profile: dict[str, float], tick: float, top: int) -> None:
+def print_listing(profile: dict[str, float], tick: float, top: int, cpu: int | None = None) -> None:
     """readprofile's columns (ticks, function, normalised share), then the lock and IPI
-    summary lines."""
+    summary lines; ``cpu``: the listing is that CPU's alone."""
     total, rows = entries(profile)
-    print(f"# simulated time summed over all CPUs; 1 tick = {tick:g} ns; "
-          f"normalised = share of the total")
+    where, of = ("summed over all CPUs", "the total") if cpu is None else (f"on CPU {cpu} alone", "the CPU's total")
+    print(f"# simulated time {where}; 1 tick = {tick:g} ns; normalised = share of {of}")
     shown = rows[:top]
     width = max([40] + [len(str(row["function"])) for row in shown])
     print(f"{total / tick:>12.0f} {'total':<{width}} {1.0:.4f}")
@@ -220,5 +220,5 @@ def chain_views(results: list[RunResult], args: argparse.Namespace) -> int:
                 for chain, ns in r.cpu_stacks[cpu].items():
                     flat[chain[-1]] = flat.get(chain[-1], 0.0) + ns
                 print(f"# CPU {cpu}")
-                print_listing(flat, args.tick, args.top)
+                print_listing(flat, args.tick, args.top, cpu=cpu)
     return 0
