@@ -64,6 +64,35 @@ def test_bench_plot_written(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
     assert head.startswith(b"\x89PNG") if suffix == ".png" else b"<svg" in path.read_bytes()[:2000] or b"<?xml" in head
 
 
+def svg_words(path: Path) -> str:
+    """The words of an SVG drawn with text kept as text, one space between pieces."""
+    import re
+
+    return " ".join(re.sub(r"<[^>]+>", " ", path.read_text()).split())
+
+
+def test_bench_plot_says_what_it_shows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import matplotlib
+
+    path = tmp_path / "bench.svg"
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        assert main(["bench", "--ops", "5", "--threads", "1,2,4,8,16", "--plot", str(path)]) == 0
+    words = svg_words(path)
+    assert "map+touch+unmap of 4 pages on a 2-socket x 4-core Opteron (2008): Linux 2.6.27 vs 2.6.28" in words
+    assert "maptouch" not in words and "opteron-2008" not in words
+    assert "past 8 threads the machine grows" in words
+    # the log y axis (ns/op spans over ten times) labels several ticks, as plain numbers
+    assert len({n for n in ("2,000", "5,000", "10,000", "20,000", "50,000", "100,000", "200,000")
+                if n in words}) >= 4
+    # within the preset's CPUs there is nothing to note
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        assert main(["bench", "--ops", "5", "--threads", "1,2", "--design", "6.9", "--cost", "modern-x86",
+                     "--plot", str(path)]) == 0
+    words = svg_words(path)
+    assert "map+touch+unmap of 4 pages on a 2-socket x 16-core x86 server (2020s): Linux 6.9" in words
+    assert "grows" not in words
+
+
 def test_bench_rejects_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "--threads", "0"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..hw.cost import PRESETS, get_preset
 from ..sim.run import SEED_TABLE, RunResult, default_cost, machine_cpus
 from ..sim.run import run as simulate
 from ..sim.workload import WORKLOADS
+from . import _plotwords
 from ._args import PRESET_CPUS_HELP, add_design, add_seed
 from ._args import positive_int as positive
 from ._output import add_output, stdout_console
@@ -274,14 +276,22 @@ def plot(results: list[RunResult], designs: list[str], seed_cpus: int, path: str
         ax.set_xscale("log", base=2)
     if ys_all and max(ys_all) / max(min(ys_all), 1e-9) >= 10:
         ax.set_yscale("log")
+        _plotwords.label_log_axis(ax.yaxis, min(ys_all), max(ys_all))
     ax.set_xticks(sorted(set(xs_all)))
     ax.set_xticklabels([str(x) for x in sorted(set(xs_all))])
     ax.set_xlabel("threads (one per CPU)")
     ax.set_ylabel("ns per operation (simulated)")
     r0 = results[0]
-    ax.set_title(f"{r0.workload}, {r0.pages} pages, {r0.cost}")
+    title = (f"{_plotwords.workload_words(r0.workload, r0.pages)} on {_plotwords.machine_words(r0.cost)}: "
+             f"{_plotwords.kernels_words(designs)}")
+    if xs_all and max(xs_all) > seed_cpus:
+        ax.axvline(seed_cpus, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f"past {seed_cpus} threads the machine grows\n(more CPUs of the same kind)",
+                    xy=(seed_cpus, 0.5), xycoords=("data", "axes fraction"), xytext=(4, 0),
+                    textcoords="offset points", fontsize=7, color="dimgrey", va="center")
+    ax.set_title("\n".join(textwrap.wrap(title, 62)), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,6 +162,11 @@ def _human(b: int) -> str:
     return f"{b} B"
 
 
+def _stretches(n: int) -> str:
+    """``1 free stretch``, ``5 free stretches``."""
+    return f"{n} free stretch{'' if n == 1 else 'es'}"
+
+
 def draw(k: Any, out: str, title: str = "", rows: int = 24) -> MapLayout:
     """Draw the layout of ``k`` to ``out`` (.png or .svg) with matplotlib (Agg)."""
     import matplotlib
@@ -173,8 +179,11 @@ def draw(k: Any, out: str, title: str = "", rows: int = 24) -> MapLayout:
     width = max(lay.width, 1)
     row = max(64, -(-width // rows))
     nrows = max(1, -(-width // row))
-    fig_h = 1.2 + 0.32 * nrows
-    fig, ax = plt.subplots(figsize=(13, fig_h))
+    # constrained layout makes room for the title lines, the x label and the legend below
+    # it, whatever the number of rows (tight_layout's fixed margins lost the title of a
+    # one-row strip and left a blank band above the legend of a tall one)
+    fig_h = 2.0 + 0.32 * nrows
+    fig, ax = plt.subplots(figsize=(13, fig_h), layout="constrained")
     per_row: dict[tuple[int, str], list[tuple[int, int]]] = {}
 
     def add(x: int, w: int, cat: str) -> None:
@@ -215,15 +224,16 @@ def draw(k: Any, out: str, title: str = "", rows: int = 24) -> MapLayout:
     if lay.breaks:
         handles.append(Patch(facecolor="#eeeeee", hatch="////", edgecolor="#999999",
                              label="free, compressed"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=7, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(8, len(handles)), fontsize=7,
+               frameon=False)
     cpus = sorted(set(lay.block_cpus.values()))
-    sub = (f"{len(lay.breaks)} free stretches totalling {_human(lay.hidden)} drawn compressed "
+    sub = (f"{_stretches(len(lay.breaks))} totalling {_human(lay.hidden)} drawn compressed "
            f"(hatched, labelled with their size)" if lay.breaks else "no free stretch compressed")
     sub += "; y labels: offset from VMALLOC_START"
     if cpus:
-        sub += f"; vmap blocks of CPUs {', '.join(map(str, cpus))}"
-    ax.set_title((title + "\n" if title else "") + sub, fontsize=8)
-    fig.tight_layout(rect=(0, 0.9 / fig_h, 1, 1))
+        sub += f"; vmap blocks of CPU{'s' if len(cpus) > 1 else ''} {', '.join(map(str, cpus))}"
+    lines = textwrap.wrap(title, 150) if title else []
+    ax.set_title("\n".join(lines + textwrap.wrap(sub, 170)), fontsize=8)
     fig.savefig(out, dpi=130)
     plt.close(fig)
     return lay
@@ -276,8 +286,8 @@ def run(args: argparse.Namespace) -> int:
             "hidden_bytes": lay.hidden, "span_bytes": lay.span,
             "block_cpus": sorted(set(lay.block_cpus.values()))}], time.perf_counter() - t0)
         return 0
-    print(f"wrote {args.out}: {what}; {len(lay.pieces)} pieces, {len(lay.breaks)} compressed free stretches "
-          f"({_human(lay.hidden)} hidden)")
+    print(f"wrote {args.out}: {what}; {len(lay.pieces)} piece{'s' if len(lay.pieces) != 1 else ''}, "
+          f"{_stretches(len(lay.breaks))} compressed ({_human(lay.hidden)} hidden)")
     return 0
 
 
@@ -305,4 +315,4 @@ def _build(args: argparse.Namespace) -> tuple[Any, str]:
     k = Kernel(cpus=args.cpus, design=args.design)
     for _ in run_workload(k, args.workload, args.ops, args.seed, cleanup=False):
         pass
-    return k, f"workload {args.workload} ({args.ops} calls, {args.cpus} CPUs) on {k.design}"
+    return k, f"workload {args.workload} ({args.ops} calls, {args.cpus} CPU{'s' if args.cpus != 1 else ''}) on {k.design}"

@@ -27,7 +27,9 @@ import argparse
 import math
 import os
 import sys
+import textwrap
 import time
+from collections.abc import Callable
 from contextlib import closing
 from typing import Any, NoReturn
 
@@ -35,6 +37,7 @@ from ..errors import ConfigError
 from ..hw.cost import PRESETS
 from ..sim import sweep as sw
 from ..sim.workload import WORKLOADS
+from . import _plotwords
 from ._args import design_list
 from ._output import add_output
 
@@ -427,12 +430,16 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
             ax.set_xscale("log", base=2)
         if ys_all and max(ys_all) / max(min(ys_all), 1e-9) >= 10:
             ax.set_yscale("log")
+            _plotwords.label_log_axis(ax.yaxis, min(ys_all), max(ys_all))
         ticks = sorted(xs_all)
         ax.set_xticks(ticks)
         ax.set_xticklabels([str(x) for x in ticks], fontsize=7)
-        ax.set_title(", ".join(f"{names.get(k, k)} {v:g}" if isinstance(v, float) else
-                               (str(v) if k in ("workload", "cost") else f"{names.get(k, k)} {v}")
-                               for k, v in zip(panel_keys, pk, strict=True) if v is not None), fontsize=9)
+        words: dict[str, Callable[[str], str]] = {"workload": _plotwords.workload_words,
+                                                  "cost": _plotwords.machine_words}
+        ax.set_title("\n".join(textwrap.wrap(", ".join(
+            f"{names.get(k, k)} {v:g}" if isinstance(v, float) else
+            (words[k](str(v)) if k in words else f"{names.get(k, k)} {v}")
+            for k, v in zip(panel_keys, pk, strict=True) if v is not None), 48)), fontsize=9)
         ax.set_xlabel("threads", fontsize=8)
         ax.set_ylabel("ns per op (simulated)", fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
