@@ -33,6 +33,7 @@ COMMANDS = {
     "trace": ["trace", "--ops", "200", "--cpus", "2"],
     "map": ["map", "--ops", "200", "--cpus", "2"],
     "designs": ["designs"],
+    "sweep": ["sweep", "--design", "2.6.27,2.6.28", "--threads", "1,2", "--ops", "3", "-j", "1", "--quiet"],
 }
 
 
@@ -82,6 +83,33 @@ def test_common_parameters(capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("bench", "profile", "stress"):
         p = json.loads(run(capsys, COMMANDS[name] + ["--json"]))["parameters"]
         assert {"design", "cpus", "cost", "seed"} <= set(p), name
+
+
+def test_sweep_json_is_one_object_and_resumes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    lines = tmp_path / "cells.jsonl"
+    base = ["sweep", "--design", "2.6.28", "--ops", "3", "-j", "1", "--quiet", "--json", "--out", str(lines)]
+    first = json.loads(run(capsys, base + ["--threads", "1"]))
+    jsonschema.validate(first, SCHEMA)
+    assert [r["threads"] for r in first["results"]] == [1]
+    # the rows went to --out as JSON lines, one a line, as the cells finished
+    rows = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [r["threads"] for r in rows] == [1]
+    # a rerun resumes from the file: one cell run, and the object holds the whole grid
+    second = json.loads(run(capsys, base + ["--threads", "1,2"]))
+    jsonschema.validate(second, SCHEMA)
+    assert second["parameters"]["cells"] == 2 and second["parameters"]["already_done"] == 1
+    assert [r["threads"] for r in second["results"]] == [1, 2]
+    assert second["results"][0] == first["results"][0]  # read back from the file, not rerun
+    assert all(r["status"] == "ok" and r["ns_per_op"] > 0 for r in second["results"])
+    assert len(lines.read_text().splitlines()) == 2
+
+
+def test_sweep_json_without_out_prints_only_the_object(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run(capsys, COMMANDS["sweep"] + ["--json"])
+    doc = json.loads(out)  # the whole of stdout is the one object: no JSON lines before it
+    assert doc["command"] == "sweep" and len(doc["results"]) == 4
+    assert [(r["design"], r["threads"]) for r in doc["results"]] == [
+        ("2.6.27", 1), ("2.6.27", 2), ("2.6.28", 1), ("2.6.28", 2)]
 
 
 def test_replay_pairs_are_labelled(capsys: pytest.CaptureFixture[str]) -> None:

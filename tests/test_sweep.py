@@ -348,10 +348,10 @@ def test_bad_options_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
     assert err.startswith("vmapsim sweep: ") and err.count("\n") == 1 and needle in err, err
 
 
-def test_json_lines_to_stdout_and_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_object_to_stdout_and_quiet(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = sweep(capsys, "--design", "2.6.28", "--threads", "1,2", "--ops", "3", "--json", "--quiet")
     assert rc == 0 and err == ""
-    rows = [json.loads(line) for line in out.splitlines()]
+    rows = json.loads(out)["results"]
     assert [tuple(r) for r in rows] == [sw.COLUMNS] * 2
     assert sorted(r["threads"] for r in rows) == [1, 2] and all(r["status"] == "ok" for r in rows)
 

@@ -4,7 +4,8 @@ The grid is the product of the option lists (``--design 2.6.27,2.6.28 --threads 
 --seeds 0-4 ...``), or the blocks of a ``--grid FILE.toml``. Each cell is one
 ``vmapsim bench`` cell with the same figures bit for bit; rows stream to ``--out`` (CSV,
 or JSON lines with ``--json``) as cells finish, and a rerun with the same ``--out``
-skips the cells already there. Grid file::
+skips the cells already there. With ``--json`` stdout gets, at the end, the one object
+every command prints (``docs/json.md``), the grid's cells as its results. Grid file::
 
     seeds = "0-4"            # top-level axes apply to every [[grid]] block
     ops = 2000
@@ -24,6 +25,7 @@ An axis given on the command line replaces the file's values in every block.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import sys
@@ -226,7 +228,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_output(p, "--out", metavar="FILE", default=None,
                    help="write the rows to FILE as cells finish (default: stdout); rerunning with "
                         "the same FILE skips the cells already in it")
-    p.add_argument("--json", action="store_true", help="JSON lines instead of CSV")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object at the end, the cells as its results (docs/json.md); "
+                        "--out then gets JSON lines instead of CSV")
     p.add_argument("-j", "--jobs", type=int_list_one, default=None, metavar="N",
                    help="local worker processes (default: one per core; 1: in this process)")
     p.add_argument("--dask", metavar="ADDRESS", default=None,
@@ -306,7 +310,10 @@ def run(args: argparse.Namespace) -> int:
         if not cells:
             raise ConfigError("the grid has no cells")
         fmt = "json" if args.json else "csv"
-        out = sw.ResultFile(args.out, fmt) if args.out else sw.ResultFile(None, fmt, stream=sys.stdout)
+        # --json: the rows stream to --out as JSON lines (resume reads them back), and stdout
+        # gets the one object of every command at the end (no --out: that object alone)
+        sink = io.StringIO() if args.json else sys.stdout
+        out = sw.ResultFile(args.out, fmt) if args.out else sw.ResultFile(None, fmt, stream=sink)
     except ConfigError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 2
@@ -367,6 +374,10 @@ def run(args: argparse.Namespace) -> int:
         where = f" to {args.out}" if args.out else ""
         print(f"{prog}: {len(todo) - failed} cells run, {failed} failed, {skipped} already done, "
               f"{wall:.1f} s wall{where}", file=sys.stderr)
+    if args.json:
+        from ._result import parameters, print_json
+
+        print_json(NAME, parameters(args, jobs=jobs, cells=len(cells), already_done=skipped), grid_rows(cells, out.rows, new_rows), wall)
     if args.plot:
         keys = {c.key() for c in cells}
         rows = [r for k, r in out.rows.items() if k in keys]
@@ -377,6 +388,19 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{prog}: no finished cell to plot", file=sys.stderr)
     return 1 if failed else 0
+
+
+def grid_rows(cells: list[sw.Cell], done: dict[tuple, dict[str, Any]],
+              new_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per cell of the grid, in the grid's order: this run's (failed ones too)
+    and those an earlier run left in --out."""
+    mine = {sw.Cell(**{k: r[k] for k in sw.PARAM_COLUMNS}).key(): r for r in new_rows}
+    out = []
+    for c in cells:
+        row = mine.get(c.key()) or done.get(c.key())
+        if row is not None:
+            out.append({col: row[col] for col in sw.COLUMNS})
+    return out
 
 
 # --- the plot -----------------------------------------------------------------------------
