@@ -54,12 +54,13 @@ def kernels_words(names: list[str]) -> str:
 
 
 def label_log_axis(axis: Any, lo: float, hi: float) -> None:
-    """Label a log axis at 1, 2, 5 x 10^k (1 and 3 over many decades), as plain numbers,
+    """Label a log axis at 1, 2, 3, 5 x 10^k (fewer over many decades), as plain numbers,
     so that even a range under one decade has several labelled ticks."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     decades = math.log10(max(hi, 1e-12) / max(lo, 1e-12))
-    subs = (1.0, 2.0, 5.0) if decades <= 3 else (1.0, 3.0) if decades <= 5 else (1.0,)
+    subs = ((1.0, 2.0, 3.0, 5.0) if decades <= 2 else (1.0, 2.0, 5.0) if decades <= 3
+            else (1.0, 3.0) if decades <= 5 else (1.0,))
     axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())

@@ -287,8 +287,8 @@ def plot(results: list[RunResult], designs: list[str], seed_cpus: int, path: str
     if xs_all and max(xs_all) > seed_cpus:
         ax.axvline(seed_cpus, color="grey", linestyle=":", linewidth=1)
         ax.annotate(f"past {seed_cpus} threads the machine grows\n(more CPUs of the same kind)",
-                    xy=(seed_cpus, 0.5), xycoords=("data", "axes fraction"), xytext=(4, 0),
-                    textcoords="offset points", fontsize=7, color="dimgrey", va="center")
+                    xy=(seed_cpus, 0.5), xycoords=("data", "axes fraction"), xytext=(-4, 0),
+                    textcoords="offset points", fontsize=7, color="dimgrey", va="center", ha="right")
     ax.set_title("\n".join(textwrap.wrap(title, 62)), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
