@@ -185,3 +185,17 @@ def test_a_broken_pipe_ends_quietly(argv: list[str]) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
     assert err.strip() == "", err
+
+
+def test_replay_input_error_is_one_line_and_dask_address_is_checked(tmp_path, capsys) -> None:
+    # issue 10: one 'vmapsim CMD: ...' line; a bad --dask address is bad usage (exit 2)
+    from vmapsim.cli import main
+
+    bad = tmp_path / "t.txt"
+    bad.write_text("# tracer: nop\ngarbage line\n")
+    assert main(["replay", "--trace", str(bad), "--no-snapshots"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vmapsim replay: ")
+    assert main(["sweep", "--dask", "abc", "--design", "2.6.28", "--threads", "1", "--ops", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["vmapsim sweep: --dask: give a scheduler address (tcp://HOST:8786) or 'local', got 'abc'"]

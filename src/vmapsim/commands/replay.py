@@ -98,9 +98,8 @@ def run(args: argparse.Namespace) -> int:
             print_json(NAME, params, docs, time.perf_counter() - t0)
         return status
     except InputFormatError as e:
-        print(f"vmapsim replay: {e}", file=sys.stderr)
-        if e.lineno and not args.skip_bad:
-            print("(use --skip-bad to skip malformed lines)", file=sys.stderr)
+        hint = " (--skip-bad skips such lines)" if e.lineno and not args.skip_bad else ""
+        print(f"vmapsim replay: {e}{hint}", file=sys.stderr)
         return 1
     except VmapError as e:
         print(f"vmapsim replay: {e}", file=sys.stderr)

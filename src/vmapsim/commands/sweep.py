@@ -28,6 +28,7 @@ import argparse
 import io
 import math
 import os
+import re
 import sys
 import textwrap
 import time
@@ -42,6 +43,9 @@ from ..sim.workload import WORKLOADS
 from . import _plotwords
 from ._args import design_list
 from ._output import add_output
+
+#: what --dask takes besides "local": a scheduler address as dask.distributed.Client does
+DASK_ADDRESS = re.compile(r"^(tcp|tls|ucx|inproc)://[^\s/]+(:\d+)?/?$|^[A-Za-z0-9.\-\[\]:]+:\d+$")
 
 NAME = "sweep"
 HELP = "run a grid of bench cells (designs x threads x machines x workloads x seeds) in parallel"
@@ -304,8 +308,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.plot and not args.plot.endswith((".png", ".svg")):
             raise ConfigError(f"--plot {args.plot!r}: the file name must end in .png or .svg")
-        if args.dask is not None and not args.dask.strip():
-            raise ConfigError("--dask: give a scheduler address (tcp://HOST:8786) or 'local'")
+        if args.dask is not None and not (args.dask == "local" or DASK_ADDRESS.match(args.dask)):
+            raise ConfigError(f"--dask: give a scheduler address (tcp://HOST:8786) or 'local', "
+                              f"got {args.dask!r}")
         cells = build_cells(args)
         if not cells:
             raise ConfigError("the grid has no cells")
