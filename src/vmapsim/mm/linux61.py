@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ..errors import BadAddressError, ConfigError, DoubleFreeError, InvalidArgumentError
+from ..errors import BadAddressError, ConfigError, InvalidArgumentError
 from ..hw.locks import QSPINLOCK_SYMBOLS, Mutex, SpinLock
 from ..hw.physmem import Page
 from . import kva
@@ -227,8 +227,6 @@ class Linux61(Kernel, design=INFO):
                                  for i in range(m.ncpus)]
         self.vmap_lazy_nr = 0
         self.drain_pending = False
-        #: vm_map_ram() mappings handed out: address -> count (to validate vm_unmap_ram).
-        self._ram_maps: dict[int, int] = {}
         kva.vmap_init_free_space(self.free_vmap_area_root, ())
         # lib/vsprintf.c's ptr_key is random per boot; the model's own key, derived from
         # this boot's VMALLOC_START, so %p values differ from a real boot's
@@ -383,36 +381,20 @@ class Linux61(Kernel, design=INFO):
         chain_cpu = self._cpu
         chain = self.machine.enter(chain_cpu, "alloc_vmap_area")
         try:
-            if not size or size & (PAGE_SIZE - 1) or align < 1 or align & (align - 1):
-                raise InvalidArgumentError(f"kernel BUG at mm/vmalloc.c: alloc_vmap_area(size={size:#x}, align={align:#x})")
-            m = self.machine
-            cpu = self._cpu
+            self._validate_alloc_args(size, align)
             if self.tracer is not None:
                 self.trace("alloc", size=size, align=align, vstart=vstart, vend=vend)
-            m.charge(cpu, "kmem_cache_alloc_node", self.cost.kmalloc)
-            free = self.free_vmap_area_root
-            lock = self.free_vmap_area_lock
+            self.machine.charge(self._cpu, "kmem_cache_alloc_node", self.cost.kmalloc)
             purged = False
             while True:
-                self.preload_this_cpu_lock(lock, gfp_mask, node)
-                if self.placement_hook is None:
-                    addr = kva.alloc_vmap_area__(free, size, align, vstart, vend, self._take_spare)
-                else:
-                    addr = self._alloc_placed(size, align, vstart, vend)
-                self._charge_walk(free, "__alloc_vmap_area")
-                lock.unlock(cpu)
+                addr = self._alloc_from_free_tree(size, align, vstart, vend, node, gfp_mask)
                 if addr != vend:
                     break
                 if not purged:
                     self.purge_vmap_area_lazy()
                     purged = True
                     continue
-                # the vmap_notify_list chain: no notifier is modelled, so nothing is freed
-                if self.machine.printk_ratelimit(cpu):
-                    m.warn(f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size")
-                m.charge(cpu, "kmem_cache_free", self.cost.kmalloc)
-                if self.tracer is not None:
-                    self.trace("alloc_ret", va_start=0, va_end=0)
+                self._alloc_failed(size)
                 return None
             va = vmap_area(addr, addr + size)
             self._insert_busy(va)
@@ -421,6 +403,39 @@ class Linux61(Kernel, design=INFO):
             return va
         finally:
             self.machine.leave(chain_cpu, chain)
+
+    @staticmethod
+    def _validate_alloc_args(size: int, align: int) -> None:
+        """alloc_vmap_area()'s BUG_ON()s: a page-multiple size, a power-of-two align."""
+        if not size or size & (PAGE_SIZE - 1) or align < 1 or align & (align - 1):
+            raise InvalidArgumentError(f"kernel BUG at mm/vmalloc.c: alloc_vmap_area(size={size:#x}, align={align:#x})")
+
+    def _alloc_from_free_tree(self, size: int, align: int, vstart: int, vend: int, node: int,
+                              gfp_mask: int) -> int:
+        """One try on the free tree under free_vmap_area_lock (6.9: "the global heap"):
+        the address, or ``vend`` when nothing fits."""
+        cpu = self._cpu
+        free = self.free_vmap_area_root
+        lock = self.free_vmap_area_lock
+        self.preload_this_cpu_lock(lock, gfp_mask, node)
+        if self.placement_hook is None:
+            addr = kva.alloc_vmap_area__(free, size, align, vstart, vend, self._take_spare)
+        else:
+            addr = self._alloc_placed(size, align, vstart, vend)
+        self._charge_walk(free, "__alloc_vmap_area")
+        lock.unlock(cpu)
+        return addr
+
+    def _alloc_failed(self, size: int) -> None:
+        """The overflow path's end: the rate-limited message, the va freed, a failed return."""
+        # the vmap_notify_list chain: no notifier is modelled, so nothing is freed
+        m = self.machine
+        cpu = self._cpu
+        if m.printk_ratelimit(cpu):
+            m.warn(f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size")
+        m.charge(cpu, "kmem_cache_free", self.cost.kmalloc)
+        if self.tracer is not None:
+            self.trace("alloc_ret", va_start=0, va_end=0)
 
     def _alloc_placed(self, size: int, align: int, vstart: int, vend: int) -> int:
         """__alloc_vmap_area() under the replay's ``placement_hook``: the walk finds the
@@ -1006,30 +1021,10 @@ class Linux61(Kernel, design=INFO):
 
     def vm_unmap_ram(self, mem: int, count: int) -> None:
         """Release a vm_map_ram() mapping: PTEs cleared now, the TLB flush deferred."""
-        if mem.__class__ is not int or count.__class__ is not int:
-            for name, v in (("address", mem), ("count", count)):
-                if not isinstance(v, int) or isinstance(v, bool):
-                    raise TypeError(f"vm_unmap_ram: {name} must be an int, not {type(v).__name__}")
-        if not mem or mem < self.VMALLOC_START or mem > self.VMALLOC_END or mem & (PAGE_SIZE - 1):
-            raise BadAddressError(f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): bad address")
-        got = self._ram_maps.get(mem)
-        if got != count:
-            # Deviation: the kernel trusts the caller here; the model checks the pair.
-            if got is None:
-                raise (DoubleFreeError if self._ram_was_freed(mem) else BadAddressError)(
-                    f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): not mapped by vm_map_ram()")
-            raise BadAddressError(
-                f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): mapped with count {got}")
-        if self.tracer is not None:
-            self.trace("unmap_ram", addr=mem, count=count)
-        del self._ram_maps[mem]
+        self._release_ram_map(mem, count)
         chain_cpu = self._cpu
         chain = self.machine.enter(chain_cpu, "vm_unmap_ram")
         try:
-            vpn = mem >> PAGE_SHIFT
-            pop = self._live.pop
-            for i in range(count):
-                pop(vpn + i, None)  # a vm_map_ram() that failed half way mapped only some pages
             if count <= VMAP_MAX_ALLOC:
                 self.vb_free(mem, count)
             else:

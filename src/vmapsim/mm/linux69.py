@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from ..errors import ConfigError, InvalidArgumentError
+from ..errors import ConfigError
 from ..hw.locks import SpinLock
 from ..hw.physmem import Page
 from . import kva
@@ -294,39 +294,24 @@ class Linux69(Linux61, design=INFO):
         chain_cpu = self._cpu
         chain = self.machine.enter(chain_cpu, "alloc_vmap_area")
         try:
-            if not size or size & (PAGE_SIZE - 1) or align < 1 or align & (align - 1):
-                raise InvalidArgumentError(f"kernel BUG at mm/vmalloc.c: alloc_vmap_area(size={size:#x}, align={align:#x})")
-            m = self.machine
-            cpu = self._cpu
+            self._validate_alloc_args(size, align)
             tracing = self.tracer is not None
             if tracing:
                 self.trace("alloc", size=size, align=align, vstart=vstart, vend=vend)
             va, addr, vn_id = self.node_alloc(size, align, vstart, vend)
             if va is None:
-                m.charge(cpu, "kmem_cache_alloc_node", self.cost.kmalloc)
-            free = self.free_vmap_area_root
-            lock = self.free_vmap_area_lock
+                self.machine.charge(self._cpu, "kmem_cache_alloc_node", self.cost.kmalloc)
             purged = False
             while True:  # retry:
                 if addr == vend:
-                    self.preload_this_cpu_lock(lock, gfp_mask, node)
-                    if self.placement_hook is None:
-                        addr = kva.alloc_vmap_area__(free, size, align, vstart, vend, self._take_spare)
-                    else:
-                        addr = self._alloc_placed(size, align, vstart, vend)
-                    self._charge_walk(free, "__alloc_vmap_area")
-                    lock.unlock(cpu)
+                    addr = self._alloc_from_free_tree(size, align, vstart, vend, node, gfp_mask)
                 if addr != vend:
                     break
                 if not purged:
                     self.reclaim_and_purge_vmap_areas()
                     purged = True
                     continue
-                if m.printk_ratelimit(cpu):
-                    m.warn(f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size")
-                m.charge(cpu, "kmem_cache_free", self.cost.kmalloc)
-                if tracing:
-                    self.trace("alloc_ret", va_start=0, va_end=0)
+                self._alloc_failed(size)
                 return None
             if va is None:
                 va = vmap_area(addr, addr + size)

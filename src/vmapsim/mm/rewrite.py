@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..errors import BadAddressError, ConfigError, DoubleFreeError, InvariantError
+from ..errors import ConfigError, InvariantError
 from ..hw.locks import SpinLock
 from ..hw.physmem import Page
 from .constants import (
@@ -198,8 +198,6 @@ class Rewrite(VmlistKernel, design=INFO):
         self.vmap_lazy_nr = 0
         self._seq = 0
         self._nr_areas = 0
-        #: vm_map_ram() mappings handed out: address -> count (to validate vm_unmap_ram).
-        self._ram_maps: dict[int, int] = {}
 
     @classmethod
     def config_for(cls, cpus: int, block_pages: int | None = None) -> dict[str, Any] | None:
@@ -784,34 +782,10 @@ class Rewrite(VmlistKernel, design=INFO):
 
     def vm_unmap_ram(self, mem: int, count: int) -> None:
         """Release a vm_map_ram() mapping (lazily: the TLB flush is deferred)."""
-        if mem.__class__ is not int or count.__class__ is not int:
-            for name, v in (("address", mem), ("count", count)):
-                if not isinstance(v, int) or isinstance(v, bool):
-                    raise TypeError(f"vm_unmap_ram: {name} must be an int, not {type(v).__name__}")
-        if self.tracer is not None:
-            self.trace("unmap_ram", addr=mem, count=count)
-        if not mem or mem < self.VMALLOC_START or mem > self.VMALLOC_END or mem & (PAGE_SIZE - 1):
-            raise BadAddressError(f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): bad address")
-        ram_maps = self._ram_maps
-        got = ram_maps.get(mem)
-        if got != count:
-            # Deviation: the kernel trusts the caller here; the model checks the pair.
-            if got is None:
-                raise (DoubleFreeError if self._ram_was_freed(mem) else BadAddressError)(
-                    f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): not mapped by vm_map_ram()"
-                )
-            raise BadAddressError(
-                f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): mapped with count {got}"
-            )
-        del ram_maps[mem]
+        self._release_ram_map(mem, count)
         chain_cpu = self._cpu
         chain = self.machine.enter(chain_cpu, "vm_unmap_ram")
         try:
-            vpn = mem >> PAGE_SHIFT
-            live = self._live
-            for i in range(count):
-                # a vm_map_ram() that failed half way mapped only some pages
-                live.pop(vpn + i, None)
             if count <= VMAP_MAX_ALLOC:
                 self.vb_free(mem, count)
             else:

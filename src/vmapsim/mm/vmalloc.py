@@ -391,6 +391,8 @@ class Kernel:
         self._user_vmas: set[vm_area_struct] = set()
         #: id(vm_struct) -> address of its vmalloc()ed page array (VM_VPAGES areas)
         self._pages_array_addr: dict[int, int] = {}
+        #: vm_map_ram() mappings handed out: address -> count (to validate vm_unmap_ram)
+        self._ram_maps: dict[int, int] = {}
         #: page array address -> address of the area it holds the pages of (the array
         #: is the layer's: only its owner's vfree() frees it)
         self._array_owner: dict[int, int] = {}
@@ -917,6 +919,38 @@ class Kernel:
         raise UnsupportedError(f"vm_unmap_ram() does not exist in the {self.design} design "
                                f"(it came with the 2.6.28 rewrite); use vunmap()")
 
+
+    def _release_ram_map(self, mem: int, count: int) -> None:
+        """vm_unmap_ram()'s checks and bookkeeping, shared by the designs with vm_map_ram:
+        the kernel's BUG_ON()s on the address, then the model's check of the address/count
+        pair, the tracepoint, and the intended translations dropped (the design frees the
+        range itself)."""
+        if mem.__class__ is not int or count.__class__ is not int:
+            for name, v in (("address", mem), ("count", count)):
+                if not isinstance(v, int) or isinstance(v, bool):
+                    raise TypeError(f"vm_unmap_ram: {name} must be an int, not {type(v).__name__}")
+        if not mem or mem < self.VMALLOC_START or mem > self.VMALLOC_END or mem & (PAGE_SIZE - 1):
+            raise BadAddressError(f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): bad address")
+        ram_maps = self._ram_maps
+        got = ram_maps.get(mem)
+        if got != count:
+            # Deviation: the kernel trusts the caller here; the model checks the pair.
+            if got is None:
+                raise (DoubleFreeError if self._ram_was_freed(mem) else BadAddressError)(
+                    f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): not mapped by vm_map_ram()")
+            raise BadAddressError(
+                f"kernel BUG at mm/vmalloc.c: vm_unmap_ram({mem:#x}, {count}): mapped with count {got}")
+        if self.tracer is not None:
+            self.trace("unmap_ram", addr=mem, count=count)
+        del ram_maps[mem]
+        vpn = mem >> PAGE_SHIFT
+        pop = self._live.pop
+        for i in range(count):
+            pop(vpn + i, None)  # a vm_map_ram() that failed half way mapped only some pages
+
+    def _ram_was_freed(self, addr: int) -> bool:
+        """Whether ``addr`` was handed out by vm_map_ram() and freed since (design)."""
+        return False
     def vm_unmap_aliases(self) -> None:
         raise NotImplementedError
 
