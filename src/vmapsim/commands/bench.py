@@ -256,8 +256,11 @@ def plot(results: list[RunResult], designs: list[str], seed_cpus: int, path: str
     colours = {d: palette[i % len(palette)] for i, d in enumerate(designs)}
     xs_all: list[int] = []
     ys_all: list[float] = []
+    by_name: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_name.setdefault(r.design, []).append(r)
     for d in designs:
-        rs = sorted((r for r in results if r.design == d), key=lambda r: r.threads)
+        rs = sorted(by_name.get(d, []), key=lambda r: r.threads)
         xs = [r.threads for r in rs]
         ys = [r.ns_per_op for r in rs]
         xs_all += xs

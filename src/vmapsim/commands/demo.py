@@ -19,10 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for i, design in enumerate(args.design):
+    for i, name in enumerate(args.design):
         if i:
             print()
-        tour(Kernel(cpus=args.cpus, design=design))
+        tour(Kernel(cpus=args.cpus, design=name))
     return 0
 
 

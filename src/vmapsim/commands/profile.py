@@ -79,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
         if args.cpus is not None and args.cpus < args.threads:
             raise ConfigError(f"--cpus {args.cpus} is fewer than --threads {args.threads}")
         with progress(args, "profiling", len(args.design)) as bar:
-            for design in args.design:
-                bar.describe(f"profiling {design}")
-                results.append(simulate(design, args.threads, cpus=args.cpus,
+            for name in args.design:
+                bar.describe(f"profiling {name}")
+                results.append(simulate(name, args.threads, cpus=args.cpus,
                                         pages=args.pages or default_pages(args.workload), ops=args.ops,
                                         cost=get_preset(cost_preset(args)), seed=args.seed,
                                         workload=args.workload))

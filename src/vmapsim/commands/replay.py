@@ -86,11 +86,11 @@ def run(args: argparse.Namespace) -> int:
     docs: list[dict[str, Any]] = []  # --json/--csv: one result per design, printed together
     t0 = time.perf_counter()
     try:
-        for i, design in enumerate(names):
+        for i, name in enumerate(names):
             if i and not args.json:
                 print()
-            args.design = design  # one design per pass
-            with progress(args, f"replaying on {design}"):
+            args.design = name  # one design per pass
+            with progress(args, f"replaying on {name}"):
                 status = max(status, _run_snapshot(args, docs) if args.vmallocinfo else _run_trace(args, docs))
         if args.csv:
             write_csv(CSV_FIELDS, kind_rows(docs))

@@ -150,8 +150,8 @@ def run(args: argparse.Namespace) -> int:
     docs: list[dict] = []
     t0 = time.perf_counter()
     params = parameters(args, **{k: v for k, v in vars(params_from_args(args).normalised()).items()})
-    for design in args.design:
-        status = max(status, run_one(args, design, docs))
+    for name in args.design:
+        status = max(status, run_one(args, name, docs))
     if args.json and docs:
         print_json(NAME, params, docs, time.perf_counter() - t0)
     elif args.csv and docs:
